@@ -443,7 +443,8 @@ async def _amqp_handshake(url: str) -> str:
             f"{mask_url(url)}: AMQP handshake failed ({type(exc).__name__})"
         ) from None
     try:
-        properties = connection.transport.connection.server_properties
+        transport = connection.transport
+        properties = transport.connection.server_properties if transport else {}
         version = properties.get("version", "?")
         if isinstance(version, bytes):
             version = version.decode()
@@ -460,7 +461,7 @@ def _tcp_check(url: str, default_port: int) -> None:
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise BrokerError(f"nothing answers on {host}:{port} ({reason})") from None
+        raise BrokerError(f"nothing answers at {mask_url(url)} ({reason})") from None
 
 
 def _package_version(name: str) -> str:

@@ -44,7 +44,8 @@ class ListQueue:
         result = await self.client.brpop([self.name], timeout=timeout_s)
         if result is None:
             return None
-        _, data = result
+        _, raw = result
+        data = raw if isinstance(raw, bytes) else raw.encode()
         try:
             return codec.decode(data)
         except EnvelopeError as exc:

@@ -1,0 +1,76 @@
+"""The course notebooks run headless; a failing one is named with its cell."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from queuelab import cli
+from queuelab.report import run_notebooks, write_index
+
+NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("name", ["00_brokers", "01_producer_consumer"])
+def test_course_notebook_runs_and_draws_its_figures(name: str, tmp_path: Path) -> None:
+    [run] = run_notebooks([NOTEBOOKS / f"{name}.ipynb"], tmp_path, progress=False)
+    assert run.ok, run.error
+    assert run.figures, "the notebook drew no figure"
+    assert all(f.stat().st_size > 1000 for f in run.figures)
+    assert (tmp_path / f"{name}.html").exists()
+
+
+def test_committed_notebooks_have_no_outputs() -> None:
+    for path in NOTEBOOKS.rglob("*.ipynb"):
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs, f"{path.name} is committed with outputs"
+                assert cell.execution_count is None, path.name
+
+
+def test_a_failing_notebook_is_named_with_its_cell_and_fails_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    notebook = new_notebook(
+        cells=[
+            new_code_cell("x = 1"),
+            new_code_cell("raise ValueError('poison')"),
+            new_code_cell("y = 2"),
+        ]
+    )
+    nbformat.write(notebook, folder / "09_broken.ipynb")
+    out = tmp_path / "report"
+
+    code = cli.main(["run", "--notebooks", str(folder), "--out", str(out)])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "09_broken.ipynb failed at code cell 2" in err
+    assert "ValueError: poison" in err
+    index = (out / "index.html").read_text()
+    assert "FAILED" in index
+    assert (out / "09_broken.html").exists()
+
+
+def test_index_lists_each_notebook_with_status_time_and_figures(tmp_path: Path) -> None:
+    from queuelab.report import NotebookRun
+
+    figure = tmp_path / "figures" / "a-cell01-1.png"
+    figure.parent.mkdir()
+    figure.write_bytes(b"png")
+    runs = [
+        NotebookRun("a.ipynb", True, 1.25, tmp_path / "a.html", [figure]),
+        NotebookRun("b.ipynb", False, 0.5, tmp_path / "b.html", [], "b failed"),
+    ]
+    page = write_index(
+        runs, tmp_path, [{"broker": "redis", "url": "redis://x"}]
+    ).read_text()
+    for expected in ("a.ipynb", "1.2 s", "figures/a-cell01-1.png", "b failed"):
+        assert expected in page
+    assert "1 of 2 notebooks ran without error" in page
