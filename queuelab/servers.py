@@ -8,6 +8,7 @@ folder, so what the server persisted survives and what it did not is lost,
 exactly as on a production restart.
 """
 
+import atexit
 import logging
 import os
 import pwd
@@ -46,6 +47,9 @@ class PrivateServer:
         self.start_timeout_s = start_timeout_s
         self.folder = Path(tempfile.mkdtemp(prefix=f"queuelab-{self.name}-"))
         self._executor: TCPExecutor | None = None
+        # A server outlives a notebook kernel that forgot to close it (it runs
+        # in its own session), so stop it when this interpreter exits.
+        atexit.register(self.close)
 
     @property
     def running(self) -> bool:
@@ -111,6 +115,7 @@ class PrivateServer:
         """Stop the server and delete its folder."""
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+        atexit.unregister(self.close)
 
     def _command(self) -> tuple[list[str], dict[str, str], dict[str, Any]]:
         raise NotImplementedError

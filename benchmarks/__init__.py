@@ -1,0 +1,1 @@
+"""Speed measurements, each next to a baseline in the same run."""
