@@ -18,7 +18,7 @@ elsewhere, so a number in a chart can always be traced to events.
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 COLUMNS = ["t", "event", "message_id", "worker", "attempt", "detail"]
+Row = tuple[float, str, str, str, int, str]
 
 
 class Event(StrEnum):
@@ -38,6 +39,7 @@ class Event(StrEnum):
     NACKED = "nacked"
     DEAD_LETTERED = "dead_lettered"
     FAULT = "fault"  # an injected fault; message_id is empty
+    DEDUPLICATED = "deduplicated"  # redelivered, effect already applied: skipped
 
 
 class Ledger:
@@ -48,7 +50,7 @@ class Ledger:
     """
 
     def __init__(self) -> None:
-        self._rows: list[tuple[float, str, str, str, int, str]] = []
+        self._rows: list[Row] = []
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -65,7 +67,13 @@ class Ledger:
     ) -> None:
         """Append one event, stamped now unless ``t`` is given."""
         stamp = time.monotonic() if t is None else t
-        self._rows.append((stamp, event.value, message_id, worker, attempt, detail))
+        # The member itself (a str) is stored: reading .value costs per event.
+        self._rows.append((stamp, event, message_id, worker, attempt, detail))
+
+    def appender(self) -> "Callable[[Row], None]":
+        """The raw append for a hot loop (the simulator): takes whole rows,
+        ``(t, event, message_id, worker, attempt, detail)``, no checks."""
+        return self._rows.append
 
     def extend(self, other: "Ledger | pd.DataFrame") -> None:
         """Append another ledger's events (e.g. one a worker process wrote)."""
@@ -77,7 +85,9 @@ class Ledger:
         """All events, ordered by time, as a DataFrame with :data:`COLUMNS`."""
         frame = pd.DataFrame(self._rows, columns=COLUMNS)
         frame = frame.astype({"t": "float64", "attempt": "int64"})
-        return frame.sort_values("t", kind="stable").reset_index(drop=True)
+        if not frame.t.is_monotonic_increasing:
+            frame = frame.sort_values("t", kind="stable").reset_index(drop=True)
+        return frame
 
     def save(self, path: Path) -> None:
         """Write the events as Parquet."""

@@ -1,0 +1,27 @@
+"""Every benchmark runs (quick sizes) and measures queuelab next to a baseline.
+
+This is a smoke test: speed itself is read from `python -m benchmarks`, never
+asserted here.
+"""
+
+import importlib
+import pkgutil
+
+import pytest
+
+import benchmarks
+
+NAMES = sorted(
+    m.name
+    for m in pkgutil.iter_modules(benchmarks.__path__)
+    if m.name.startswith("bench_")
+)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_benchmark_runs_and_has_a_baseline(name: str) -> None:
+    table = importlib.import_module(f"benchmarks.{name}").main(quick=True)
+    assert len(table) >= 2
+    text = table.astype(str).to_string().lower()
+    assert "queuelab" in text
+    assert any(word in text for word in ("baseline", "plain", "bare", "raw"))
