@@ -50,8 +50,15 @@ def main(quick: bool = False) -> pd.DataFrame:
     rows = []
     for regime, rate, task_s in (("idle", 5_000, 0.0002), ("backlog", 5_000, 0.001)):
         times = arrivals.poisson(rate, duration_s, seed=1)
-        spec = SimSpec(times, Guarantee.AT_LEAST_ONCE, consumers=4, task_s=task_s,
-                       crash_p=0.01, crash_after_effect=0.5, seed=2)  # fmt: skip
+        spec = SimSpec(
+            times,
+            Guarantee.AT_LEAST_ONCE,
+            consumers=4,
+            task_s=task_s,
+            crash_p=0.01,
+            crash_after_effect=0.5,
+            seed=2,
+        )
         for name, run in (
             ("queuelab simulate (with ledger)", lambda s=spec: simulate(s)),
             ("bare SimPy store", lambda t=times, d=task_s: bare_simpy(t, 4, d)),
@@ -59,10 +66,14 @@ def main(quick: bool = False) -> pd.DataFrame:
             started = time.perf_counter()
             run()
             elapsed = time.perf_counter() - started
-            rows.append({
-                "regime": regime, "what": name, "messages": len(times),
-                "wall_s": round(elapsed, 3),
-                "messages_per_s": round(len(times) / elapsed),
-                "target_per_s": TARGET_PER_S,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "regime": regime,
+                    "what": name,
+                    "messages": len(times),
+                    "wall_s": round(elapsed, 3),
+                    "messages_per_s": round(len(times) / elapsed),
+                    "target_per_s": TARGET_PER_S,
+                }
+            )
     return pd.DataFrame(rows)

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds a single cell may run (default: 600)",
     )
-    run.set_defaults(func=_run)  # fmt: skip
+    run.set_defaults(func=_run)
     return parser
 
 
@@ -107,9 +107,11 @@ def _run(args: argparse.Namespace) -> int:
         for broker in (brokers.rabbitmq, brokers.redis):
             print(f"{broker.kind}: {broker.describe()}")
         runs = run_notebooks(
-            notebooks, args.out, env=brokers.environ(),
+            notebooks,
+            args.out,
+            env=brokers.environ(),
             cell_timeout_s=args.cell_timeout,
-        )  # fmt: skip
+        )
         index = write_index(runs, args.out, brokers.rows())
 
     print(f"report: {index}")

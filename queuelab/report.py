@@ -119,8 +119,9 @@ def write_index(
 def _run_one(path: Path, out: Path, cell_timeout_s: int, progress: bool) -> NotebookRun:
     notebook = nbformat.read(path, as_version=4)
     code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
-    bar = tqdm(total=code_cells, desc=path.stem, unit="cell", leave=False,
-               disable=not progress)  # fmt: skip
+    bar = tqdm(
+        total=code_cells, desc=path.stem, unit="cell", leave=False, disable=not progress
+    )
 
     client = NotebookClient(
         notebook,

@@ -172,6 +172,29 @@ class PrivateRabbitMQ(PrivateServer):
     def node(self) -> str:
         return f"queuelab{self.port}@localhost"
 
+    def close_all_connections(self, reason: str = "queuelab fault") -> None:
+        """Have the node close every client connection (rabbitmqctl)."""
+        # The inner script: the Debian wrapper would cd to /var/lib/rabbitmq and
+        # use the system node's cookie instead of this node's.
+        ctl = str(Path(RABBITMQ_SCRIPT).with_name("rabbitmqctl"))
+        if not os.path.exists(ctl):
+            ctl = shutil.which("rabbitmqctl") or "rabbitmqctl"
+        env = {**os.environ, "HOME": str(self.folder)}
+        popen: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("rabbitmq")
+            popen.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+        subprocess.run(
+            [ctl, "-n", self.node, "close_all_connections", reason],
+            env=env,
+            cwd=self.folder,
+            check=True,
+            capture_output=True,
+            timeout=30,
+            **popen,
+        )
+        log.warning("closed every client connection of private rabbitmq %s", self.node)
+
     def _command(self) -> tuple[list[str], dict[str, str], dict[str, Any]]:
         script = RABBITMQ_SCRIPT if os.path.exists(RABBITMQ_SCRIPT) else None
         script = script or shutil.which("rabbitmq-server")

@@ -26,15 +26,22 @@ def test_a_clean_history_with_confirms() -> None:
 def test_lost_duplicated_unexpected_and_recovered_are_told_apart() -> None:
     frame = from_events(
         [
-            ("published", "ok"), ("confirmed", "ok"), ("processed", "ok"),
-            ("published", "lost"), ("confirmed", "lost"),
-            ("published", "dup"), ("confirmed", "dup"),
-            ("processed", "dup"), ("processed", "dup"), ("processed", "dup"),
+            ("published", "ok"),
+            ("confirmed", "ok"),
+            ("processed", "ok"),
+            ("published", "lost"),
+            ("confirmed", "lost"),
+            ("published", "dup"),
+            ("confirmed", "dup"),
+            ("processed", "dup"),
+            ("processed", "dup"),
+            ("processed", "dup"),
             ("processed", "ghost"),
-            ("published", "unconfirmed"), ("processed", "unconfirmed"),
+            ("published", "unconfirmed"),
+            ("processed", "unconfirmed"),
             ("published", "never-confirmed-never-processed"),
         ]
-    )  # fmt: skip
+    )
     verdict = check(frame)
     assert verdict.lost == {"lost"}
     assert verdict.duplicated == {"dup"}

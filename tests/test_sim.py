@@ -15,9 +15,13 @@ TRAFFIC = arrivals.poisson(500, 10, seed=1)  # about 5,000 messages
 
 def spec(**changes: object) -> SimSpec:
     knobs: dict[str, object] = {
-        "arrivals_s": TRAFFIC, "consumers": 2, "task_s": 0.002,
-        "crash_p": 0.02, "crash_after_effect": 0.5, "seed": 11,
-    }  # fmt: skip
+        "arrivals_s": TRAFFIC,
+        "consumers": 2,
+        "task_s": 0.002,
+        "crash_p": 0.02,
+        "crash_after_effect": 0.5,
+        "seed": 11,
+    }
     knobs.update(changes)
     return SimSpec(**knobs)  # type: ignore[arg-type]
 
@@ -73,12 +77,20 @@ def test_a_crash_before_the_effect_only_delays_an_at_least_once_message() -> Non
 def test_prefetch_multiplies_what_an_at_most_once_crash_loses() -> None:
     backlog = arrivals.constant(2000, 2)  # faster than two consumers can go
     lost = {
-        prefetch: len(check(simulate(spec(
-            arrivals_s=backlog, guarantee=Guarantee.AT_MOST_ONCE,
-            crash_after_effect=0.0, prefetch=prefetch,
-        )).ledger).lost)
+        prefetch: len(
+            check(
+                simulate(
+                    spec(
+                        arrivals_s=backlog,
+                        guarantee=Guarantee.AT_MOST_ONCE,
+                        crash_after_effect=0.0,
+                        prefetch=prefetch,
+                    )
+                ).ledger
+            ).lost
+        )
         for prefetch in (1, 10)
-    }  # fmt: skip
+    }
     assert lost[10] > 3 * lost[1]
 
 

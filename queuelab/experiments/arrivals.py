@@ -49,9 +49,13 @@ def bursts(
     A burst of ``burst_len_s`` starts every ``burst_every_s`` seconds, the
     first one at ``burst_every_s / 2``.
     """
-    _positive(rate_per_s=rate_per_s, duration_s=duration_s,
-              burst_every_s=burst_every_s, burst_len_s=burst_len_s,
-              burst_factor=burst_factor)  # fmt: skip
+    _positive(
+        rate_per_s=rate_per_s,
+        duration_s=duration_s,
+        burst_every_s=burst_every_s,
+        burst_len_s=burst_len_s,
+        burst_factor=burst_factor,
+    )
     rng = np.random.default_rng(seed)
     base = np.sort(rng.uniform(0.0, duration_s, rng.poisson(rate_per_s * duration_s)))
     extra = []

@@ -17,6 +17,7 @@ from queuelab.brokers import BrokerKind, check_url, mask_url
 from queuelab.errors import BrokerUnavailable
 
 DEFAULT_TIMEOUT_S = 5.0
+RECONNECT_INTERVAL_S = 1.0  # aio-pika waits 5 s by default between attempts
 
 
 async def connect(
@@ -26,7 +27,10 @@ async def connect(
     check_url(BrokerKind.RABBITMQ, url)
     try:
         return await asyncio.wait_for(
-            aio_pika.connect_robust(url, timeout=timeout_s), timeout_s
+            aio_pika.connect_robust(
+                url, timeout=timeout_s, reconnect_interval=RECONNECT_INTERVAL_S
+            ),
+            timeout_s,
         )
     except ProbableAuthenticationError:
         raise BrokerUnavailable(

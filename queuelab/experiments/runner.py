@@ -1,0 +1,315 @@
+"""Run an experiment spec, simulated or on real brokers, into a result.
+
+On real brokers the runner is the producer and the supervisor:
+
+1. it starts one worker process per consumer (``queuelab.experiments.worker``)
+   and waits until each consumes;
+2. it publishes at the workload's arrival times, with confirms;
+3. it fires the spec's broker faults at their times, on a private broker of
+   its own, never on a shared one;
+4. it replaces a worker that died, after ``restart_s``, as a supervisor would;
+5. it samples the queue depth from the broker every ``SAMPLE_EVERY_S``;
+6. when the queue is empty and no effect has been applied for a while, it stops
+   the workers and merges its ledger, theirs and the effect log into one.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aio_pika
+import pandas as pd
+from aio_pika.exceptions import AMQPError
+from tqdm.auto import tqdm
+
+from queuelab import envelope as codec
+from queuelab.aio import run_sync
+from queuelab.brokers import Broker, find_rabbitmq, find_redis, start_private_rabbitmq
+from queuelab.errors import ConfigError
+from queuelab.experiments.effects import EffectLog
+from queuelab.experiments.result import ExperimentResult, environment
+from queuelab.experiments.spec import Backend, ExperimentSpec, Fault, FaultKind
+from queuelab.experiments.worker import BROKER_URL_ENV, EFFECTS_URL_ENV
+from queuelab.ledger import Event, Ledger, read_events
+from queuelab.rabbitmq.connection import connect
+from queuelab.rabbitmq.producer import Producer
+from queuelab.rabbitmq.topology import declare_work_queue
+from queuelab.sim import SimSpec, simulate
+
+log = logging.getLogger(__name__)
+
+SAMPLE_EVERY_S = 0.1
+CONFIRM_WINDOW = 200
+WORKER_START_S = 30
+
+
+def run(spec: ExperimentSpec, **options: object) -> ExperimentResult:
+    """:func:`run_async` from synchronous code (a script or a notebook cell)."""
+    return run_sync(run_async(spec, **options))  # type: ignore[arg-type]
+
+
+async def run_async(
+    spec: ExperimentSpec,
+    *,
+    amqp_url: str | None = None,
+    redis_url: str | None = None,
+    progress: bool = False,
+) -> ExperimentResult:
+    """Run ``spec`` and return its result; see the module docstring."""
+    if spec.backend is Backend.SIM:
+        return simulated(spec)
+    if spec.backend is not Backend.RABBITMQ:
+        raise ConfigError(f"backend {spec.backend} cannot run on real brokers yet")
+    return await _Real(spec, amqp_url, redis_url, progress).run()
+
+
+def simulated(spec: ExperimentSpec) -> ExperimentResult:
+    """The spec in the SimPy model, in virtual time."""
+    sim = simulate(
+        SimSpec(
+            arrivals_s=spec.workload.arrivals(spec.seed).tolist(),
+            guarantee=spec.guarantee,
+            consumers=spec.consumers,
+            task_s=spec.task_s,
+            prefetch=spec.prefetch,
+            crash_p=spec.crash_p,
+            crash_after_effect=spec.crash_after_effect,
+            redelivery_s=spec.redelivery_s,
+            restart_s=spec.restart_s,
+            sample_every_s=SAMPLE_EVERY_S,
+            seed=spec.seed,
+        )
+    )
+    return ExperimentResult(spec, sim.ledger, sim.depth, environment(broker="SimPy"))
+
+
+@dataclass
+class _Real:
+    spec: ExperimentSpec
+    amqp_url: str | None
+    redis_url: str | None
+    progress: bool
+    ledger: Ledger = field(default_factory=Ledger)
+    depth: list[tuple[float, int]] = field(default_factory=list)
+    stopping: bool = False
+
+    async def run(self) -> ExperimentResult:
+        spec = self.spec
+        self.run_id = f"{spec.name}-{uuid.uuid4().hex[:6]}"
+        self.queue = f"queuelab.exp.{self.run_id}"
+        effects_broker = find_redis(self.redis_url)
+        if not effects_broker.is_real:
+            raise ConfigError("experiments need a real Redis for the effect log")
+        broker = (
+            start_private_rabbitmq()
+            if spec.needs_private_broker
+            else find_rabbitmq(self.amqp_url)
+        )
+        self.broker = broker
+        redis = effects_broker.redis()
+        self.effects_url = effects_broker.url
+        self.effects = EffectLog(redis, self.run_id, idempotent=False)
+        self._ready = {f"c{i}": asyncio.Event() for i in range(spec.consumers)}
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        try:
+            with tempfile.TemporaryDirectory(prefix="queuelab-run-") as folder:
+                self.folder = Path(folder)
+                frame = await self._run_in(broker)
+        finally:
+            await self.effects.delete()
+            await redis.aclose()
+            broker.close()
+
+        meta = environment(
+            broker=broker.describe(),
+            broker_version=broker.version,
+            effects=effects_broker.describe(),
+            run_id=self.run_id,
+        )
+        depth = pd.DataFrame(self.depth, columns=["t_s", "depth"])
+        return ExperimentResult(spec, frame, depth, meta)
+
+    async def _run_in(self, broker: Broker) -> pd.DataFrame:
+        connection = await connect(broker.url)
+        channel = await connection.channel()
+        await declare_work_queue(channel, self.queue)
+
+        supervisors = [
+            asyncio.create_task(self._supervise(f"c{i}"))
+            for i in range(self.spec.consumers)
+        ]
+        await self._wait_ready()
+        self.t0 = time.monotonic()
+        sampler = asyncio.create_task(self._sample(channel))
+        faults = [asyncio.create_task(self._fire(f)) for f in self.spec.faults]
+        try:
+            await self._produce(broker.url)
+            await self._settle(channel)
+        finally:
+            self.stopping = True
+            for task in [sampler, *faults]:
+                task.cancel()
+            await self._stop_workers(supervisors)
+            await channel.queue_delete(self.queue)
+            await connection.close()
+
+        return await self._merge()
+
+    # Workers ------------------------------------------------------------
+
+    async def _supervise(self, name: str) -> None:
+        env = {BROKER_URL_ENV: self.broker.url, EFFECTS_URL_ENV: self.effects_url}
+        generation = 0
+        while not self.stopping:
+            stderr = (self.folder / f"{name}.{generation}.err").open("wb")
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "queuelab.experiments.worker",
+                "--spec",
+                self.spec.to_json(),
+                "--worker",
+                name,
+                "--queue",
+                self.queue,
+                "--run-id",
+                self.run_id,
+                "--ledger",
+                str(self.folder / f"{name}.{generation}.jsonl"),
+                "--generation",
+                str(generation),
+                env={**os.environ, **env},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+            )
+            self._procs[name] = proc
+            assert proc.stdout is not None
+            line = await proc.stdout.readline()
+            self._ready[name].set()
+            code = await proc.wait()
+            stderr.close()
+            if self.stopping:
+                return
+            if line.strip() != b"ready" or code != -signal.SIGKILL:
+                err = (self.folder / f"{name}.{generation}.err").read_text()[-500:]
+                log.warning(
+                    "worker %s exited with %s on %s: %s",
+                    name,
+                    code,
+                    self.queue,
+                    err.strip(),
+                )
+                self.ledger.record(
+                    Event.FAULT, "", worker=name, detail=f"worker exited with {code}"
+                )
+            await asyncio.sleep(self.spec.restart_s)
+            generation += 1
+
+    async def _wait_ready(self) -> None:
+        waits = (event.wait() for event in self._ready.values())
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), WORKER_START_S)
+        except TimeoutError:
+            errors = " | ".join(p.read_text()[-300:] for p in self.folder.glob("*.err"))
+            raise ConfigError(
+                f"workers did not start within {WORKER_START_S} s: {errors}"
+            ) from None
+
+    async def _stop_workers(self, supervisors: list["asyncio.Task[None]"]) -> None:
+        for proc in self._procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self._procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+        for task in supervisors:
+            task.cancel()
+
+    # Producer, faults, depth -----------------------------------------------
+
+    async def _produce(self, url: str) -> None:
+        times = self.spec.workload.arrivals(self.spec.seed)
+        bar = tqdm(
+            total=len(times),
+            desc=self.spec.name,
+            unit="msg",
+            disable=not self.progress,
+            leave=False,
+        )
+        slots = asyncio.Semaphore(CONFIRM_WINDOW)
+
+        async def one(producer: Producer, envelope: codec.Envelope) -> None:
+            try:
+                await producer.publish(envelope)
+            except (AMQPError, OSError, RuntimeError) as exc:
+                log.warning(
+                    "publish of %s to %s failed: %s", envelope.id, self.queue, exc
+                )
+            finally:
+                slots.release()
+                bar.update()
+
+        async with (
+            Producer(url, self.queue, ledger=self.ledger) as producer,
+            asyncio.TaskGroup() as group,
+        ):
+            for seq, at in enumerate(times):
+                delay = self.t0 + at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await slots.acquire()
+                envelope = codec.new({"n": seq}, seq, message_id=f"m{seq}")
+                group.create_task(one(producer, envelope))
+        bar.close()
+
+    async def _fire(self, fault: Fault) -> None:
+        await asyncio.sleep(max(0.0, self.t0 + fault.at_s - time.monotonic()))
+        server = self.broker.server
+        if server is None:
+            raise ConfigError("broker faults need a private broker")
+        self.ledger.record(Event.FAULT, "", worker="broker", detail=fault.kind.value)
+        if fault.kind is FaultKind.RESTART_BROKER:
+            await asyncio.to_thread(server.restart)
+        elif fault.kind is FaultKind.DROP_CONNECTIONS:
+            await asyncio.to_thread(server.close_all_connections)  # type: ignore[attr-defined]
+
+    async def _sample(self, channel: aio_pika.abc.AbstractChannel) -> None:
+        while True:
+            try:
+                queue = await channel.declare_queue(self.queue, passive=True)
+                count = queue.declaration_result.message_count or 0
+                self.depth.append((time.monotonic() - self.t0, int(count)))
+            except (AMQPError, OSError, RuntimeError):
+                pass  # the broker is restarting: no sample
+            await asyncio.sleep(SAMPLE_EVERY_S)
+
+    async def _settle(self, channel: aio_pika.abc.AbstractChannel) -> None:
+        """Wait until the queue is empty and effects have stopped coming."""
+        quiet_s = max(1.0, 20 * self.spec.task_s, 3 * self.spec.restart_s)
+        last_count, last_change = -1, time.monotonic()
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY_S)
+            count = await self.effects.count()
+            if count != last_count:
+                last_count, last_change = count, time.monotonic()
+            empty = bool(self.depth) and self.depth[-1][1] == 0
+            if empty and time.monotonic() - last_change > quiet_s:
+                return
+
+    async def _merge(self) -> pd.DataFrame:
+        frames = [self.ledger.frame(), await self.effects.events()]
+        frames += [read_events(path) for path in sorted(self.folder.glob("*.jsonl"))]
+        merged = pd.concat(frames, ignore_index=True)
+        # "processed" comes from the effect log alone: a worker killed after its
+        # effect never wrote its own line, and one that did would count twice.
+        own = (merged.event == Event.PROCESSED.value) & (merged.detail != "effect")
+        return merged[~own].sort_values("t", kind="stable").reset_index(drop=True)
