@@ -40,7 +40,7 @@ from queuelab.experiments.worker import BROKER_URL_ENV, EFFECTS_URL_ENV
 from queuelab.ledger import Event, Ledger, read_events
 from queuelab.rabbitmq.connection import connect
 from queuelab.rabbitmq.producer import Producer
-from queuelab.rabbitmq.topology import declare_work_queue
+from queuelab.rabbitmq.topology import declare_work_queue, queue_depth
 from queuelab.sim import SimSpec, simulate
 
 log = logging.getLogger(__name__)
@@ -285,9 +285,8 @@ class _Real:
     async def _sample(self, channel: aio_pika.abc.AbstractChannel) -> None:
         while True:
             try:
-                queue = await channel.declare_queue(self.queue, passive=True)
-                count = queue.declaration_result.message_count or 0
-                self.depth.append((time.monotonic() - self.t0, int(count)))
+                count = await queue_depth(channel, self.queue)
+                self.depth.append((time.monotonic() - self.t0, count))
             except (AMQPError, OSError, RuntimeError):
                 pass  # the broker is restarting: no sample
             await asyncio.sleep(SAMPLE_EVERY_S)

@@ -19,7 +19,11 @@ async def declare_work_queue(
 
 
 async def queue_depth(channel: AbstractChannel, name: str) -> int:
-    """Messages ready in ``name`` according to the broker (not the client)."""
-    queue = await channel.declare_queue(name, passive=True)
-    count = queue.declaration_result.message_count
-    return int(count or 0)
+    """Messages ready in ``name`` according to the broker (not the client).
+
+    The passive declare goes to the underlying channel: a robust channel
+    answers a repeated ``declare_queue`` from its cache, with a stale count.
+    """
+    underlay = await channel.get_underlay_channel()
+    declared = await underlay.queue_declare(name, passive=True)
+    return int(declared.message_count or 0)

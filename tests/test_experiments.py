@@ -1,0 +1,76 @@
+"""Experiments on real brokers with workers that really die (SIGKILL).
+
+Given workers that crash on about one delivery in forty, each guarantee
+shows its signature: at-most-once loses and never duplicates, at-least-once
+duplicates and never loses, effectively-once does neither.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from queuelab.experiments.result import ExperimentResult
+from queuelab.experiments.runner import run_async, simulated
+from queuelab.experiments.spec import ExperimentSpec, Workload
+from queuelab.guarantees import Guarantee
+from queuelab.ledger import Event
+
+pytestmark = pytest.mark.slow
+
+TRAFFIC = Workload("constant", rate_per_s=100, duration_s=2)
+
+
+def crashing(guarantee: Guarantee, backend: str = "rabbitmq") -> ExperimentSpec:
+    return ExperimentSpec(
+        name=f"test-{guarantee}",
+        backend=backend,
+        guarantee=guarantee,
+        workload=TRAFFIC,
+        consumers=2,
+        task_s=0.004,
+        crash_p=0.025,
+        crash_after_effect=0.5,
+        seed=5,
+    )
+
+
+async def test_at_most_once_loses_work_when_a_worker_dies_and_never_duplicates(
+    amqp_url: str,
+) -> None:
+    result = await run_async(crashing(Guarantee.AT_MOST_ONCE), amqp_url=amqp_url)
+    verdict = result.verdict
+    assert result.crashes >= 1
+    assert verdict.lost
+    assert not verdict.duplicated
+
+
+async def test_at_least_once_loses_nothing_but_processes_some_twice(
+    amqp_url: str,
+) -> None:
+    result = await run_async(crashing(Guarantee.AT_LEAST_ONCE), amqp_url=amqp_url)
+    verdict = result.verdict
+    assert result.crashes >= 1
+    assert not verdict.lost
+    assert verdict.duplicated
+    assert verdict.processed == verdict.confirmed == len(TRAFFIC.arrivals(0))
+
+
+async def test_effectively_once_loses_nothing_and_applies_no_effect_twice(
+    amqp_url: str,
+) -> None:
+    result = await run_async(crashing(Guarantee.EFFECTIVELY_ONCE), amqp_url=amqp_url)
+    verdict = result.verdict
+    assert result.crashes >= 1
+    assert verdict.ok
+    assert (result.ledger.event == Event.DEDUPLICATED.value).any()
+
+
+def test_a_result_saves_and_loads_with_what_it_needs_to_be_rerun(tmp_path: Path) -> None:
+    result = simulated(crashing(Guarantee.AT_LEAST_ONCE, backend="sim"))
+    folder = result.save(tmp_path)
+    again = ExperimentResult.load(folder)
+    assert again.spec == result.spec
+    assert again.ledger.equals(result.ledger)
+    assert again.verdict.counts() == result.verdict.counts()
+    assert again.meta["versions"]["simpy"]
+    assert again.meta["broker"] == "SimPy"
