@@ -27,10 +27,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
+import redis.connection
 
 from queuelab.errors import BrokerError, BrokerUnavailable, BrokerURLError
 from queuelab.servers import PrivateRabbitMQ, PrivateRedis, PrivateServer
@@ -76,22 +77,19 @@ _INSTALL_HINT = {
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe to print or log."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    if not password:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` with any password replaced by ``***``, safe to print or log.
+
+    Works on the text, not on a parse: a password with an unescaped ``/``,
+    ``?`` or ``#`` makes ``urlsplit`` miss it, and it must be masked anyway.
+    """
+    scheme, sep, rest = str(url).partition("://")
+    if not sep or "@" not in rest:
+        return str(url)
+    userinfo, _, hostpart = rest.rpartition("@")
+    if ":" not in userinfo:
+        return str(url)
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostpart}"
 
 
 @dataclass
@@ -171,10 +169,15 @@ class Brokers:
         return [self.rabbitmq.as_row(), self.redis.as_row()]
 
     def environ(self) -> dict[str, str]:
-        """Environment variables that make child processes use these brokers."""
-        env = {AMQP_ENV: self.rabbitmq.url}
-        if self.redis.is_real:
-            env[REDIS_ENV] = self.redis.url
+        """Environment variables that make child processes use these brokers.
+
+        A broker on the local port needs none (children find it the same way,
+        and say so); an embedded one cannot be shared with another process.
+        """
+        env = {}
+        for name, broker in ((AMQP_ENV, self.rabbitmq), (REDIS_ENV, self.redis)):
+            if broker.link not in (Link.LOCAL, Link.EMBEDDED):
+                env[name] = broker.url
         return env
 
     def close(self) -> None:
@@ -234,28 +237,49 @@ def start_private_redis(*, appendonly: bool = False) -> Broker:
 
 
 def check_url(kind: BrokerKind, url: str) -> str:
-    """``url`` if its scheme and host suit ``kind``; else ``BrokerURLError``."""
+    """``url`` if its scheme, host and port suit ``kind``; else ``BrokerURLError``."""
     schemes = {
         BrokerKind.RABBITMQ: ("amqp", "amqps"),
         BrokerKind.REDIS: ("redis", "rediss", "unix"),
     }[kind]
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise BrokerURLError(f"{kind} URL {mask_url(str(url))!r}: {exc}") from None
+    shown = mask_url(url)
+    if not url.strip():
+        raise BrokerURLError(f"{kind} URL is empty")
+    parts = urlsplit(url)
     if parts.scheme not in schemes:
         raise BrokerURLError(
-            f"{kind} URL {mask_url(url)!r} has scheme {parts.scheme or 'none'!r}; "
+            f"{kind} URL {shown!r} has scheme {parts.scheme or 'none'!r}; "
             f"expected {' or '.join(s + '://' for s in schemes)}"
         )
-    if parts.scheme != "unix" and not parts.hostname:
-        raise BrokerURLError(f"{kind} URL {mask_url(url)!r} names no host")
+    if parts.scheme == "unix":
+        return url
+    try:
+        port = parts.port
+    except ValueError:
+        raise BrokerURLError(
+            f"{kind} URL {shown!r}: the port is not a number from 1 to 65535 "
+            "(a password with / ? # @ or : must be percent-encoded)"
+        ) from None
+    if not parts.hostname:
+        raise BrokerURLError(f"{kind} URL {shown!r} names no host")
+    if port == 0:
+        raise BrokerURLError(f"{kind} URL {shown!r}: port 0 is not a port")
+    if kind is BrokerKind.REDIS:
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise BrokerURLError(
+                f"{kind} URL {shown!r}: the database {database!r} is not a number"
+            )
+        try:
+            redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+        except ValueError as exc:
+            raise BrokerURLError(f"{kind} URL {shown!r}: {exc}") from None
     return url
 
 
 def redis_client(url: str, **options: Any) -> "redis.asyncio.Redis":
     """A redis.asyncio client that fails fast instead of hanging on a dead host."""
+    check_url(BrokerKind.REDIS, url)
     options.setdefault("socket_connect_timeout", PROBE_TIMEOUT_S)
     options.setdefault("health_check_interval", 15)
     client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(url, **options)
@@ -277,13 +301,16 @@ def _resolve(
             continue
         try:
             broker = _try_link(kind, link, url, env_name, local_url)
-        except BrokerURLError:
+        except BrokerURLError as exc:
+            if url is None and link is Link.EXPLICIT:
+                raise BrokerURLError(f"{exc} (from {env_name})") from None
             raise
         except BrokerError as exc:
             tried.append(f"{link}: {exc}")
-            if link is Link.EXPLICIT and (url or os.environ.get(env_name)):
+            if link is Link.EXPLICIT and (url is not None or os.environ.get(env_name)):
                 # A URL the caller chose must not be silently replaced.
-                raise BrokerUnavailable(f"{kind}: {exc}") from None
+                source = "" if url is not None else f" (from {env_name})"
+                raise BrokerUnavailable(f"{kind}{source}: {exc}") from None
             continue
         broker.tried = tried
         log.info("%s served by %s", kind, broker.describe())
@@ -301,10 +328,10 @@ def _try_link(
     kind: BrokerKind, link: Link, url: str | None, env_name: str, local_url: str
 ) -> Broker:
     if link is Link.EXPLICIT:
-        chosen = url or os.environ.get(env_name)
-        if not chosen:
+        chosen = url if url is not None else os.environ.get(env_name)
+        if chosen is None or (url is None and not chosen):
             raise BrokerError(f"no URL given (argument or {env_name})")
-        source = "argument" if url else env_name
+        source = "argument" if url is not None else env_name
         version = _probe(kind, check_url(kind, chosen))
         return Broker(kind, chosen, link, f"from {source}", version)
 
@@ -410,7 +437,7 @@ def _probe_redis(url: str) -> str:
     except redis.AuthenticationError:
         raise BrokerError(f"{mask_url(url)}: authentication failed") from None
     except redis.RedisError as exc:
-        raise BrokerError(f"nothing answers at {mask_url(url)} ({exc})") from None
+        raise BrokerError(f"no Redis answers at {mask_url(url)} ({exc})") from None
     finally:
         client.close()
     return f"Redis {info.get('redis_version', '?')}"
@@ -440,7 +467,8 @@ async def _amqp_handshake(url: str) -> str:
         raise BrokerError(f"{mask_url(url)}: authentication failed") from None
     except (AMQPError, OSError, TimeoutError) as exc:
         raise BrokerError(
-            f"{mask_url(url)}: AMQP handshake failed ({type(exc).__name__})"
+            f"{mask_url(url)}: AMQP handshake failed ({type(exc).__name__}); "
+            "is it RabbitMQ, and does the virtual host exist?"
         ) from None
     try:
         transport = connection.transport

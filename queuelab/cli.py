@@ -3,6 +3,7 @@
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -10,12 +11,6 @@ import pandas as pd
 from queuelab import __version__
 from queuelab.brokers import find_brokers
 from queuelab.errors import QueuelabError
-from queuelab.report import (
-    failure_message,
-    find_notebooks,
-    run_notebooks,
-    write_index,
-)
 
 log = logging.getLogger("queuelab")
 
@@ -27,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # The clients log every failed attempt with a traceback; queuelab
+        # reports the outcome once, in one line.
+        for noisy in ("aio_pika", "aiormq"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
     try:
         result: int = args.func(args)
         return result
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"queuelab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("queuelab: interrupted", file=sys.stderr)
         return 130
 
 
@@ -72,13 +73,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--cell-timeout",
-        type=int,
+        type=_positive_int,
         default=600,
         metavar="S",
         help="seconds a single cell may run (default: 600)",
     )
     run.set_defaults(func=_run)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _broker_options(parser: argparse.ArgumentParser) -> None:
@@ -97,11 +105,16 @@ def _brokers(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    notebooks = find_notebooks(args.notebooks)
-    if args.only:
-        notebooks = [p for p in notebooks if any(n in p.name for n in args.only)]
-    if not notebooks:
-        raise QueuelabError(f"no notebooks to run in {args.notebooks}")
+    # nbclient and nbconvert take seconds to import: only this command needs them.
+    from queuelab.report import (
+        failure_message,
+        find_notebooks,
+        run_notebooks,
+        write_index,
+    )
+
+    notebooks = _chosen_notebooks(args, find_notebooks)
+    _check_out(args.out, args.notebooks)
 
     with find_brokers(args.amqp_url, args.redis_url) as brokers:
         for broker in (brokers.rabbitmq, brokers.redis):
@@ -120,6 +133,42 @@ def _run(args: argparse.Namespace) -> int:
         print(f"queuelab: error: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _chosen_notebooks(
+    args: argparse.Namespace, find: Callable[[Path], list[Path]]
+) -> list[Path]:
+    folder: Path = args.notebooks
+    if not folder.is_dir():
+        raise QueuelabError(f"notebook folder {folder} does not exist or is a file")
+    notebooks = find(folder)
+    if not notebooks:
+        raise QueuelabError(
+            f"no course notebooks in {folder}: they are named NN_name.ipynb"
+        )
+    if args.only:
+        notebooks = [p for p in notebooks if any(n in p.name for n in args.only)]
+        if not notebooks:
+            raise QueuelabError(f"--only {' '.join(args.only)} matched no notebook")
+    return notebooks
+
+
+def _check_out(out: Path, notebooks: Path) -> None:
+    """Refuse a report folder that cannot be written, before any work is done."""
+    if out.resolve() == notebooks.resolve():
+        raise QueuelabError(
+            f"--out {out} is the notebook folder: the executed copies would "
+            "overwrite the course notebooks"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".queuelab-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise QueuelabError(
+            f"cannot write the report to {out}: {exc.strerror}"
+        ) from None
 
 
 if __name__ == "__main__":

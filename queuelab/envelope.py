@@ -61,6 +61,8 @@ def new(
     message_id: str | None = None,
 ) -> Envelope:
     """A fresh envelope for ``body``, stamped with the current time."""
+    if kind not in Kind._value2member_map_:
+        raise EnvelopeError(f"kind {kind!r} is not one of: {', '.join(Kind)}")
     envelope = Envelope(
         id=message_id or uuid.uuid4().hex,
         seq=seq,
@@ -86,8 +88,8 @@ def encode(envelope: Envelope, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     }
     try:
         data = json.dumps(wire, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise EnvelopeError(f"body is not plain JSON: {exc}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise EnvelopeError(f"body is not plain JSON: {_short(exc)}") from None
 
     if len(data) > max_bytes:
         raise EnvelopeError(
@@ -116,6 +118,10 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
         )
     except json.JSONDecodeError as exc:
         raise EnvelopeError(f"not JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise EnvelopeError("nested too deeply to be an envelope") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise EnvelopeError(f"not a usable JSON value: {_short(exc)}") from None
 
     envelope = _from_wire(wire)
     return replace(envelope, size_bytes=len(data))
@@ -136,7 +142,7 @@ def _from_wire(wire: object) -> Envelope:
 
     try:
         kind = Kind(wire["kind"])
-    except ValueError:
+    except (ValueError, TypeError):
         kinds = ", ".join(k.value for k in Kind)
         raise EnvelopeError(
             f"field 'kind' is {wire['kind']!r}, expected one of: {kinds}"
@@ -158,6 +164,8 @@ def _check_fields(envelope: Envelope) -> None:
     _expect("id", envelope.id, str)
     if not envelope.id or len(envelope.id) > 200:
         raise EnvelopeError("field 'id' must be 1 to 200 characters")
+    if not envelope.id.isprintable() or _has_surrogate(envelope.id):
+        raise EnvelopeError("field 'id' must be printable text")
     _expect("seq", envelope.seq, int)
     if envelope.seq < 0:
         raise EnvelopeError(f"field 'seq' must be >= 0, got {envelope.seq}")
@@ -168,6 +176,18 @@ def _check_fields(envelope: Envelope) -> None:
     _expect("attempt", envelope.attempt, int)
     if envelope.attempt < 1:
         raise EnvelopeError(f"field 'attempt' must be >= 1, got {envelope.attempt}")
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def _expect(name: str, value: object, *types: type) -> None:

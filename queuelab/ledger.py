@@ -264,7 +264,11 @@ def summarize(frame: pd.DataFrame, *, confirms: bool | None = None) -> Summary:
 def rate_over_time(
     frame: pd.DataFrame, event: Event = Event.PROCESSED, bin_s: float = 0.1
 ) -> pd.Series:
-    """Events per second in bins of ``bin_s``, time from the first event."""
+    """Events per second in bins of ``bin_s``, time from the first event.
+
+    The last bin is dropped when the events end part-way through it: a rate
+    over a fraction of a bin would look like a drop that never happened.
+    """
     if frame.empty:
         return pd.Series(dtype="float64", name="per_s")
     start = frame.t.min()
@@ -274,6 +278,8 @@ def rate_over_time(
     full = range(int(counts.index.max()) + 1) if len(counts) else range(0)
     counts = counts.reindex(full, fill_value=0)
     series = pd.Series(counts.to_numpy() / bin_s, index=counts.index * bin_s)
+    if len(series) > 1 and times.max() - series.index[-1] < bin_s * 0.999:
+        series = series.iloc[:-1]
     series.index.name = "t_s"
     return series.rename("per_s")
 

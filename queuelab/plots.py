@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from queuelab.ledger import CheckResult, Event, latencies, rate_over_time
 
@@ -71,8 +72,9 @@ def latency_percentiles(ledgers: Mapping[str, pd.DataFrame]) -> Figure:
     )
     fig, ax = plt.subplots(figsize=FIGSIZE)
     table.plot.bar(ax=ax, rot=0)
+    ax.set_yscale("log")  # runs can differ by orders of magnitude
     ax.set_xlabel("percentile")
-    ax.set_ylabel("latency (ms)")
+    ax.set_ylabel("latency (ms, log scale)")
     ax.set_title("Latency percentiles")
     return fig
 
@@ -88,6 +90,7 @@ def checker_counts(verdicts: Mapping[str, CheckResult]) -> Figure:
     ax.set_ylabel("messages")
     ax.set_title("What the checker found")
     ax.set_ylim(bottom=0, top=max(1, int(table.to_numpy().max()) + 1))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 

@@ -59,10 +59,13 @@ def run_notebooks(
     (out / "figures").mkdir(exist_ok=True)
     runs = []
     saved_env = dict(os.environ)
-    os.environ.update(env or {})
+    # Progress bars belong to the terminal running the report, not inside the
+    # executed notebooks (where they would be text noise in the HTML).
+    os.environ.update({"TQDM_DISABLE": "1", **(env or {})})
+    bars = None if progress else True  # None: shown on a terminal only
     try:
-        for path in tqdm(notebooks, desc="notebooks", unit="nb", disable=not progress):
-            runs.append(_run_one(path, out, cell_timeout_s, progress))
+        for path in tqdm(notebooks, desc="notebooks", unit="nb", disable=bars):
+            runs.append(_run_one(path, out, cell_timeout_s, bars))
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
@@ -88,8 +91,9 @@ def write_index(
     for run in runs:
         status = "ok" if run.ok else "FAILED"
         figures = "".join(
-            f'<a href="{f.relative_to(out)}"><img src="{f.relative_to(out)}" '
-            f'height="140" alt="{f.stem}"></a>'
+            f'<figure><a href="{f.relative_to(out)}"><img src="{f.relative_to(out)}" '
+            f'height="160" alt="{f.stem}"></a><figcaption>{_caption(f)}</figcaption>'
+            "</figure>"
             for f in run.figures
         )
         error = f"<pre>{html.escape(run.error)}</pre>" if run.error else ""
@@ -116,25 +120,43 @@ def write_index(
     return index
 
 
-def _run_one(path: Path, out: Path, cell_timeout_s: int, progress: bool) -> NotebookRun:
-    notebook = nbformat.read(path, as_version=4)
+def _caption(figure: Path) -> str:
+    cell = figure.stem.rsplit("-cell", 1)[-1].split("-")[0]
+    return f"code cell {int(cell)}" if cell.isdigit() else figure.stem
+
+
+def _run_one(
+    path: Path, out: Path, cell_timeout_s: int, bars: bool | None
+) -> NotebookRun:
+    html_path = out / f"{path.stem}.html"
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except (OSError, ValueError) as exc:
+        error = f"notebook {path.name} is not a valid notebook: {exc}".splitlines()[0]
+        html_path.write_text(f"<pre>{html.escape(error)}</pre>")
+        return NotebookRun(path.name, False, 0.0, html_path, [], error)
+
     code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
-    bar = tqdm(
-        total=code_cells, desc=path.stem, unit="cell", leave=False, disable=not progress
-    )
+    executed: list[int] = []
+    bar = tqdm(total=code_cells, desc=path.stem, unit="cell", leave=False, disable=bars)
 
     client = NotebookClient(
         notebook,
         timeout=cell_timeout_s,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
-        on_cell_executed=lambda **_: bar.update(),
+        on_cell_executed=lambda **_: (executed.append(1), bar.update()),
     )
     started = time.monotonic()
     error = ""
     try:
         client.execute()
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+    except CellTimeoutError:
+        error = (
+            f"notebook {path.name}: code cell {len(executed) + 1} timed out after "
+            f"{cell_timeout_s} s"
+        )
+    except (CellExecutionError, DeadKernelError) as exc:
         error = _describe_failure(path, notebook, exc)
         log.debug("notebook %s failed", path.name, exc_info=True)
     finally:
@@ -142,7 +164,6 @@ def _run_one(path: Path, out: Path, cell_timeout_s: int, progress: bool) -> Note
     seconds = time.monotonic() - started
 
     nbformat.write(notebook, out / path.name)
-    html_path = out / f"{path.stem}.html"
     exporter = HTMLExporter()
     exporter.log.setLevel(logging.ERROR)  # not a warning per figure without alt text
     body, _ = exporter.from_notebook_node(notebook)
@@ -191,10 +212,13 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; }}
 td, th {{ border: 1px solid #ccc; padding: .4em .6em; vertical-align: top; }}
 tr.FAILED td {{ background: #fdd; }}
-img {{ margin: 2px; border: 1px solid #eee; }}
+img {{ border: 1px solid #eee; }}
+figure {{ display: inline-block; margin: 4px; text-align: center; font-size: 80%; }}
 </style></head><body>
 <h1>queuelab report</h1>
-<p>Generated {when}: {passed} of {total} notebooks ran without error.</p>
+<p>Generated {when}: {passed} of {total} notebooks ran without error.
+Each notebook was executed headless against the brokers below; click a
+notebook for its full output, a figure for its full size.</p>
 <h2>Brokers</h2>
 <table><tr>{broker_head}</tr>{broker_rows}</table>
 <h2>Notebooks</h2>

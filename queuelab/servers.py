@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class PrivateServer:
         self.start_timeout_s = start_timeout_s
         self.folder = Path(tempfile.mkdtemp(prefix=f"queuelab-{self.name}-"))
         self._executor: TCPExecutor | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
+        self._closed = False
         # A server outlives a notebook kernel that forgot to close it (it runs
         # in its own session), so stop it when this interpreter exits.
         atexit.register(self.close)
@@ -59,6 +62,10 @@ class PrivateServer:
         """Start the server and wait until its port answers."""
         if self.running:
             return self
+        if self._closed or not self.folder.is_dir():
+            raise BrokerError(
+                f"private {self.name} on port {self.port} was closed; start a new one"
+            )
         command, env, popen = self._command()
         log_file = (self.folder / "stdout.log").open("ab")
         self._executor = TCPExecutor(
@@ -81,19 +88,39 @@ class PrivateServer:
             ) from None
         except (TimeoutExpired, ProcessExitedWithError) as exc:
             self._executor = None
+            tail = (self.folder / "stdout.log").read_text(errors="replace")[-600:]
             raise BrokerError(
-                f"private {self.name} did not start on port {self.port}: "
-                f"{type(exc).__name__}; see {self.folder}/stdout.log"
+                f"private {self.name} did not start on port {self.port} "
+                f"({type(exc).__name__}); its output ended with:\n{tail.strip()}"
             ) from None
         finally:
             log_file.close()
+        self._start_reaper()
         log.info(
             "started private %s on port %d in %s", self.name, self.port, self.folder
         )
         return self
 
+    def _start_reaper(self) -> None:
+        process = self._executor.process if self._executor else None
+        if process is None:
+            return
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-m", "queuelab.reaper", str(os.getpid()),
+             str(process.pid), str(self.folder)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+    def _stop_reaper(self) -> None:
+        if self._reaper is not None:
+            self._reaper.terminate()
+            self._reaper.wait()
+            self._reaper = None
+
     def stop(self) -> None:
         """Stop the server gracefully (SIGTERM to its process group)."""
+        self._stop_reaper()
         if self._executor is not None:
             self._executor.stop()
             self._executor = None
@@ -101,6 +128,7 @@ class PrivateServer:
 
     def kill(self) -> None:
         """Kill the server at once (SIGKILL): no shutdown, no final flush."""
+        self._stop_reaper()
         if self._executor is not None:
             self._executor.kill(sig=signal.SIGKILL)
             self._executor = None
@@ -114,6 +142,7 @@ class PrivateServer:
     def close(self) -> None:
         """Stop the server and delete its folder."""
         self.stop()
+        self._closed = True
         shutil.rmtree(self.folder, ignore_errors=True)
         atexit.unregister(self.close)
 

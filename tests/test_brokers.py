@@ -2,7 +2,10 @@
 
 import logging
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +19,7 @@ from queuelab.brokers import (
     find_redis,
     mask_url,
 )
-from queuelab.errors import BrokerUnavailable, BrokerURLError
+from queuelab.errors import BrokerError, BrokerUnavailable, BrokerURLError
 from queuelab.servers import free_port
 
 
@@ -64,8 +67,13 @@ def test_without_a_url_the_local_port_serves(monkeypatch: pytest.MonkeyPatch) ->
     [
         (BrokerKind.REDIS, "http://127.0.0.1:6379", "has scheme 'http'"),
         (BrokerKind.RABBITMQ, "redis://127.0.0.1:6379", "expected amqp:// or amqps://"),
-        (BrokerKind.REDIS, "redis://127.0.0.1:notaport/0", "Port could not be cast"),
+        (BrokerKind.REDIS, "redis://127.0.0.1:notaport/0", "port is not a number"),
+        (BrokerKind.RABBITMQ, "amqp://g:pw@127.0.0.1:99999/", "port is not a number"),
+        (BrokerKind.RABBITMQ, "amqp://g:pw@127.0.0.1:0/", "port 0 is not a port"),
+        (BrokerKind.REDIS, "redis://127.0.0.1:6379/abc", "database 'abc' is not"),
+        (BrokerKind.REDIS, "redis://127.0.0.1:6379/0?db=x", "Invalid value for 'db'"),
         (BrokerKind.RABBITMQ, "amqp:///", "names no host"),
+        (BrokerKind.RABBITMQ, "", "URL is empty"),
     ],
 )
 def test_a_malformed_url_is_refused_at_once(
@@ -94,6 +102,14 @@ def test_an_unreachable_explicit_url_names_itself_quickly_without_its_password(
     assert "s3cret" not in caplog.text
 
 
+def test_an_error_from_an_environment_url_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(AMQP_ENV, "amqp://guest:wrong@127.0.0.1:5672/")
+    with pytest.raises(BrokerUnavailable, match=f"from {AMQP_ENV}"):
+        find_rabbitmq()
+
+
 def test_wrong_rabbitmq_credentials_are_reported_as_such() -> None:
     with pytest.raises(BrokerUnavailable, match="authentication failed"):
         find_rabbitmq("amqp://guest:wrong@127.0.0.1:5672/")
@@ -111,6 +127,43 @@ def test_a_private_redis_runs_on_a_free_port_and_is_gone_after_close() -> None:
     assert not port_answers(port)
     assert folder is not None
     assert not folder.exists()
+
+
+def test_a_closed_private_server_cannot_be_started_again() -> None:
+    broker = find_redis(links=[Link.PRIVATE])
+    server = broker.server
+    broker.close()
+    assert server is not None
+    with pytest.raises(BrokerError, match="was closed; start a new one"):
+        server.start()
+
+
+def test_a_private_server_is_reaped_when_its_owner_is_killed(tmp_path: Path) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_SCRIPT], stdout=subprocess.PIPE, text=True
+    )
+    assert owner.stdout is not None
+    port, folder = owner.stdout.readline().split()
+    assert port_answers(int(port))
+
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while (port_answers(int(port)) or Path(folder).exists()) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    assert not port_answers(int(port))
+    assert not Path(folder).exists()
+
+
+OWNER_SCRIPT = """
+import time
+from queuelab.brokers import start_private_redis
+broker = start_private_redis()
+print(broker.server.port, broker.server.folder, flush=True)
+time.sleep(60)
+"""
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,8 +36,27 @@ def test_an_unreachable_broker_is_one_line_without_traceback_or_password() -> No
     assert "Traceback" not in result.stderr
 
 
-def test_run_with_no_notebooks_says_so(
-    tmp_path: object, capsys: pytest.CaptureFixture[str]
+def test_run_with_no_notebooks_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert cli.main(["run", "--notebooks", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
     assert cli.main(["run", "--notebooks", str(tmp_path)]) == 2
-    assert "no notebooks to run" in capsys.readouterr().err
+    assert "named NN_name.ipynb" in capsys.readouterr().err
+    assert cli.main(["run", "--only", "zzz"]) == 2
+    assert "--only zzz matched no notebook" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out", ["afile", "afile/sub", "notebooks"])
+def test_run_refuses_a_report_folder_it_cannot_or_must_not_write(
+    out: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "afile").write_text("")
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    (folder / "00_x.ipynb").write_text("{}")
+    code = cli.main(["run", "--notebooks", str(folder), "--out", str(tmp_path / out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("queuelab: error:")
+    assert "Traceback" not in err

@@ -1,6 +1,9 @@
 """The envelope codec: what goes on the wire comes back, anything else is refused."""
 
+import contextlib
 import json
+import random
+import re
 
 import pytest
 
@@ -88,3 +91,47 @@ def test_decode_never_returns_a_half_built_message() -> None:
     with pytest.raises(EnvelopeError):
         codec.decode(partial)
     assert isinstance(codec.decode(wire()), Envelope)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"[" * 5000, "nested too deeply"),
+        (b'{"v":1,"seq":' + b"9" * 5000 + b"}", "not a usable JSON value"),
+        (wire(id="\ud800"), "field 'id' must be printable text"),
+        (wire(id="a\nb"), "field 'id' must be printable text"),
+        (wire(kind=["task"]), "field 'kind' is ['task']"),
+    ],
+)
+def test_hostile_input_still_raises_only_envelope_error(
+    data: bytes, reason: str
+) -> None:
+    with pytest.raises(EnvelopeError, match=re.escape(reason)):
+        codec.decode(data)
+
+
+def test_random_and_mutated_bytes_raise_nothing_but_envelope_error() -> None:
+    rng = random.Random(1234)
+    valid = codec.encode(codec.new({"text": "abc", "n": [1, 2]}, 3))
+    for _ in range(3000):
+        if rng.random() < 0.5:
+            data = bytes(rng.randrange(256) for _ in range(rng.randrange(40)))
+        else:
+            mutated = bytearray(valid)
+            for _ in range(rng.randrange(1, 4)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            data = bytes(mutated)
+        with contextlib.suppress(EnvelopeError):
+            assert isinstance(codec.decode(data), Envelope)
+
+
+def test_new_refuses_an_unknown_kind_and_a_deep_body() -> None:
+    with pytest.raises(EnvelopeError, match="kind 'bogus'"):
+        codec.new({}, 0, kind="bogus")  # type: ignore[arg-type]
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(5000):
+        node["x"] = {}
+        node = node["x"]  # type: ignore[assignment]
+    with pytest.raises(EnvelopeError, match="not plain JSON"):
+        codec.encode(codec.new(deep, 0))

@@ -65,7 +65,9 @@ async def test_effectively_once_loses_nothing_and_applies_no_effect_twice(
     assert (result.ledger.event == Event.DEDUPLICATED.value).any()
 
 
-def test_a_result_saves_and_loads_with_what_it_needs_to_be_rerun(tmp_path: Path) -> None:
+def test_a_result_saves_and_loads_with_what_it_needs_to_be_rerun(
+    tmp_path: Path,
+) -> None:
     result = simulated(crashing(Guarantee.AT_LEAST_ONCE, backend="sim"))
     folder = result.save(tmp_path)
     again = ExperimentResult.load(folder)

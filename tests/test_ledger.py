@@ -88,13 +88,13 @@ def test_latency_counts_from_the_first_publish_to_the_first_processing() -> None
     assert summarize(ledger.frame()).latency_ms["p50"] == pytest.approx(2000)
 
 
-def test_rate_over_time_bins_processed_events() -> None:
+def test_rate_over_time_bins_processed_events_and_drops_a_partial_last_bin() -> None:
     ledger = Ledger()
     ledger.record(Event.PUBLISHED, "a", t=0.0)
-    for i, t in enumerate([0.05, 0.06, 0.25]):
+    for i, t in enumerate([0.05, 0.06, 0.25, 0.31]):
         ledger.record(Event.PROCESSED, f"m{i}", t=t)
     rate = rate_over_time(ledger.frame(), bin_s=0.1)
-    assert rate.tolist() == pytest.approx([20.0, 0.0, 10.0])
+    assert rate.tolist() == pytest.approx([20.0, 0.0, 10.0])  # 0.3-0.4 is partial
 
 
 def test_ledgers_from_several_workers_merge_in_time_order(tmp_path: Path) -> None:

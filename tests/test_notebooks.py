@@ -64,6 +64,23 @@ def test_a_failing_notebook_is_named_with_its_cell_and_fails_the_run(
     assert (out / "09_broken.html").exists()
 
 
+def test_a_broken_notebook_file_is_reported_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / "05_broken.ipynb"
+    path.write_text("{ not json")
+    [run] = run_notebooks([path], tmp_path / "out", progress=False)
+    assert not run.ok
+    assert "05_broken.ipynb is not a valid notebook" in run.error
+
+
+def test_a_cell_that_runs_too_long_is_named_as_a_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "06_slow.ipynb"
+    cells = [new_code_cell("x = 1"), new_code_cell("import time; time.sleep(30)")]
+    nbformat.write(new_notebook(cells=cells), path)
+    [run] = run_notebooks([path], tmp_path / "out", cell_timeout_s=2, progress=False)
+    assert not run.ok
+    assert "code cell 2 timed out after 2 s" in run.error
+
+
 def test_index_lists_each_notebook_with_status_time_and_figures(tmp_path: Path) -> None:
     from queuelab.report import NotebookRun
 
