@@ -120,6 +120,11 @@ def write_index(
     return index
 
 
+def _tick(executed: list[int], bar: tqdm) -> None:  # type: ignore[type-arg]
+    executed.append(1)
+    bar.update()
+
+
 def _caption(figure: Path) -> str:
     cell = figure.stem.rsplit("-cell", 1)[-1].split("-")[0]
     return f"code cell {int(cell)}" if cell.isdigit() else figure.stem
@@ -145,7 +150,7 @@ def _run_one(
         timeout=cell_timeout_s,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
-        on_cell_executed=lambda **_: (executed.append(1), bar.update()),
+        on_cell_executed=lambda **_: _tick(executed, bar),
     )
     started = time.monotonic()
     error = ""
