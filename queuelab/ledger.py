@@ -14,7 +14,12 @@ The checker reads the history the way Jepsen's total-queue checker does:
 
 All figures an experiment reports come from here, never from counters kept
 elsewhere, so a number in a chart can always be traced to events.
+
+pandas is imported where a DataFrame is built, not at the top: worker
+processes record events without it and start in a fraction of the time.
 """
+
+from __future__ import annotations
 
 import json
 import os
@@ -24,9 +29,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 COLUMNS = ["t", "event", "message_id", "worker", "attempt", "detail"]
 Row = tuple[float, str, str, str, int, str]
@@ -72,12 +79,12 @@ class Ledger:
         # The member itself (a str) is stored: reading .value costs per event.
         self._rows.append((stamp, event, message_id, worker, attempt, detail))
 
-    def appender(self) -> "Callable[[Row], None]":
+    def appender(self) -> Callable[[Row], None]:
         """The raw append for a hot loop (the simulator): takes whole rows,
         ``(t, event, message_id, worker, attempt, detail)``, no checks."""
         return self._rows.append
 
-    def extend(self, other: "Ledger | pd.DataFrame") -> None:
+    def extend(self, other: Ledger | pd.DataFrame) -> None:
         """Append another ledger's events (e.g. one a worker process wrote)."""
         frame = other.frame() if isinstance(other, Ledger) else other
         rows = frame[COLUMNS].itertuples(index=False, name=None)
@@ -85,6 +92,8 @@ class Ledger:
 
     def frame(self) -> pd.DataFrame:
         """All events, ordered by time, as a DataFrame with :data:`COLUMNS`."""
+        import pandas as pd
+
         frame = pd.DataFrame(self._rows, columns=COLUMNS)
         frame = frame.astype({"t": "float64", "attempt": "int64"})
         if not frame.t.is_monotonic_increasing:
@@ -96,7 +105,9 @@ class Ledger:
         self.frame().to_parquet(path, index=False)
 
     @classmethod
-    def load(cls, path: Path) -> "Ledger":
+    def load(cls, path: Path) -> Ledger:
+        import pandas as pd
+
         ledger = cls()
         ledger.extend(pd.read_parquet(path))
         return ledger
@@ -135,6 +146,8 @@ class FileLedger(Ledger):
 
 def read_events(path: Path) -> pd.DataFrame:
     """The events a :class:`FileLedger` wrote; a torn last line is skipped."""
+    import pandas as pd
+
     rows = []
     for line in path.read_text().splitlines():
         try:
@@ -229,6 +242,8 @@ class Summary:
 
 def latencies(frame: pd.DataFrame) -> pd.Series:
     """Seconds from each message's first publish to its first processing."""
+    import pandas as pd
+
     first = frame.groupby(["message_id", "event"], sort=False)["t"].min().unstack()
     needed = {Event.PUBLISHED.value, Event.PROCESSED.value}
     if not needed <= set(first.columns):
@@ -269,6 +284,8 @@ def rate_over_time(
     The last bin is dropped when the events end part-way through it: a rate
     over a fraction of a bin would look like a drop that never happened.
     """
+    import pandas as pd
+
     if frame.empty:
         return pd.Series(dtype="float64", name="per_s")
     start = frame.t.min()

@@ -1,10 +1,23 @@
-"""Experiments: run a pattern on a broker, record a ledger, summarise it."""
+"""Experiments: run a pattern on a broker, record a ledger, summarise it.
 
-from queuelab.experiments.roundtrip import (
-    RoundTrip,
-    rabbitmq_roundtrip,
-    redis_list_roundtrip,
-    workload,
-)
+The exports load on first use, so that a worker process importing one
+submodule does not pay for pandas, tqdm and the rest.
+"""
 
-__all__ = ["RoundTrip", "rabbitmq_roundtrip", "redis_list_roundtrip", "workload"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "RoundTrip": "roundtrip",
+    "rabbitmq_roundtrip": "roundtrip",
+    "redis_list_roundtrip": "roundtrip",
+    "workload": "roundtrip",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'queuelab.experiments' has no attribute {name!r}")
+    return getattr(import_module(f"queuelab.experiments.{_EXPORTS[name]}"), name)

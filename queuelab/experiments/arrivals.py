@@ -15,7 +15,6 @@ take a seed and return the same times for the same seed.
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from queuelab.errors import ConfigError
 
@@ -70,6 +69,8 @@ def bursts(
 
 def replay(path: Path) -> np.ndarray:
     """Arrival times from column ``t_s`` of a CSV file, shifted to start at 0."""
+    import pandas as pd  # only replay needs it; worker processes never do
+
     try:
         frame = pd.read_csv(path)
     except (OSError, pd.errors.ParserError) as exc:

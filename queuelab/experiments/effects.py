@@ -11,12 +11,15 @@ so a redelivered message finds its mark and adds nothing.
 """
 
 import time
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import redis.asyncio
 
 from queuelab.idempotency import RedisIdempotency
 from queuelab.ledger import COLUMNS, Event
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class EffectLog:
@@ -41,8 +44,10 @@ class EffectLog:
     async def count(self) -> int:
         return int(await self.client.llen(self.key))
 
-    async def events(self) -> pd.DataFrame:
+    async def events(self) -> "pd.DataFrame":
         """One ``processed`` ledger row per effect applied."""
+        import pandas as pd  # not at the top: workers never call this
+
         rows = []
         for raw in await self.client.lrange(self.key, 0, -1):
             text = raw.decode() if isinstance(raw, bytes) else raw

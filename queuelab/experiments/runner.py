@@ -118,6 +118,7 @@ class _Real:
         self.effects = EffectLog(redis, self.run_id, idempotent=False)
         self._ready = {f"c{i}": asyncio.Event() for i in range(spec.consumers)}
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._spares: dict[str, asyncio.subprocess.Process] = {}
         try:
             with tempfile.TemporaryDirectory(prefix="queuelab-run-") as folder:
                 self.folder = Path(folder)
@@ -164,48 +165,53 @@ class _Real:
 
     # Workers ------------------------------------------------------------
 
-    async def _supervise(self, name: str) -> None:
+    async def _spawn(self, name: str, generation: int) -> asyncio.subprocess.Process:
+        """A spare worker: started and imported, waiting for ``go``."""
         env = {BROKER_URL_ENV: self.broker.url, EFFECTS_URL_ENV: self.effects_url}
-        generation = 0
-        while not self.stopping:
-            stderr = (self.folder / f"{name}.{generation}.err").open("wb")
+        stem = self.folder / f"{name}.{generation}"
+        with stem.with_suffix(".err").open("wb") as stderr:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "queuelab.experiments.worker",
-                "--spec",
-                self.spec.to_json(),
-                "--worker",
-                name,
-                "--queue",
-                self.queue,
-                "--run-id",
-                self.run_id,
-                "--ledger",
-                str(self.folder / f"{name}.{generation}.jsonl"),
-                "--generation",
-                str(generation),
-                env={**os.environ, **env},
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-            )
+                sys.executable, "-m", "queuelab.experiments.worker",
+                "--spec", self.spec.to_json(), "--worker", name,
+                "--queue", self.queue, "--run-id", self.run_id,
+                "--ledger", str(stem.with_suffix(".jsonl")),
+                "--generation", str(generation),
+                env={**os.environ, **env}, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=stderr,
+            )  # fmt: skip
+        self._spares[name] = proc
+        await self._expect(proc, b"standby", stem)
+        return proc
+
+    async def _expect(
+        self, proc: asyncio.subprocess.Process, word: bytes, stem: Path
+    ) -> None:
+        assert proc.stdout is not None
+        line = await proc.stdout.readline()
+        if line.strip() != word:
+            err = stem.with_suffix(".err").read_text()[-500:].strip()
+            raise ConfigError(f"worker {stem.name} did not start: {err}")
+
+    async def _supervise(self, name: str) -> None:
+        """Keep one worker consuming under ``name``, replacing it when it dies."""
+        generation = 0
+        spare = await self._spawn(name, generation)
+        while not self.stopping:
+            proc = spare
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await self._expect(proc, b"ready", self.folder / f"{name}.{generation}")
             self._procs[name] = proc
-            assert proc.stdout is not None
-            line = await proc.stdout.readline()
             self._ready[name].set()
+            spare = await self._spawn(name, generation + 1)
+
             code = await proc.wait()
-            stderr.close()
             if self.stopping:
                 return
-            if line.strip() != b"ready" or code != -signal.SIGKILL:
+            if code != -signal.SIGKILL:  # a worker's own crash is SIGKILL
                 err = (self.folder / f"{name}.{generation}.err").read_text()[-500:]
-                log.warning(
-                    "worker %s exited with %s on %s: %s",
-                    name,
-                    code,
-                    self.queue,
-                    err.strip(),
-                )
+                log.warning("worker %s exited with %s on %s: %s", name, code,
+                            self.queue, err.strip())  # fmt: skip
                 self.ledger.record(
                     Event.FAULT, "", worker=name, detail=f"worker exited with {code}"
                 )
@@ -223,10 +229,13 @@ class _Real:
             ) from None
 
     async def _stop_workers(self, supervisors: list["asyncio.Task[None]"]) -> None:
+        for spare in self._spares.values():
+            if spare.stdin is not None and spare.returncode is None:
+                spare.stdin.close()  # a spare exits on end of input
         for proc in self._procs.values():
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in self._procs.values():
+        for proc in [*self._procs.values(), *self._spares.values()]:
             try:
                 await asyncio.wait_for(proc.wait(), 10)
             except TimeoutError:

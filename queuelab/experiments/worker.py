@@ -7,7 +7,11 @@ SIGKILL at the crash point drawn for each delivery: before the effect, or
 between the effect and the ack. Every event it sees goes to a file ledger that
 survives the kill; the effect goes to the run's effect log in Redis.
 
-It prints ``ready`` once it consumes, and stops cleanly on SIGTERM. Broker
+A worker starts as a spare: it imports, opens its ledger and prints
+``standby``, then waits for ``go`` on standard input. The runner keeps one
+spare per consumer, so replacing a dead worker costs a connection, not a
+Python start-up (which would make every crash look a second long). Once it
+consumes it prints ``ready``, and it stops cleanly on SIGTERM. Broker
 URLs come through the environment, not the command line, where any local
 user could read their passwords.
 """
@@ -87,8 +91,11 @@ async def serve(args: argparse.Namespace) -> None:
     seed = f"{spec.seed}:{args.worker}:{args.generation}"
     task = CrashingTask(spec, effects, ledger, args.worker, seed)
 
-    stop = asyncio.Event()
+    print("standby", flush=True)
     loop = asyncio.get_running_loop()
+    if (await loop.run_in_executor(None, sys.stdin.readline)).strip() != "go":
+        return  # the runner is done and closed our standard input
+    stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
     if spec.backend is not Backend.RABBITMQ:
