@@ -105,3 +105,46 @@ def bars(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return fig
+
+
+def guarantees_vs_crash_rate(table: pd.DataFrame) -> Figure:
+    """Lost and duplicated share against crash rate, simulated next to measured.
+
+    ``table`` has one row per run with columns guarantee, crash_p, source
+    ("measured" or "simulated"), lost_pct and duplicated_pct.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(FIGSIZE[0] * 1.4, FIGSIZE[1]), sharex=True)
+    styles = {"measured": "-o", "simulated": "--x"}
+    for ax, column, title in (
+        (axes[0], "lost_pct", "Messages lost"),
+        (axes[1], "duplicated_pct", "Messages processed more than once"),
+    ):
+        for index, (guarantee, rows) in enumerate(table.groupby("guarantee")):
+            color = f"C{index}"
+            for source, part in rows.groupby("source"):
+                part = part.sort_values("crash_p")
+                ax.plot(
+                    part.crash_p * 100,
+                    part[column],
+                    styles[str(source)],
+                    color=color,
+                    label=f"{guarantee}, {source}",
+                )
+        ax.set_xlabel("deliveries ending in a worker crash (%)")
+        ax.set_ylabel("share of messages (%)")
+        ax.set_title(title)
+    axes[1].legend(fontsize="small")
+    return fig
+
+
+def depth_over_time(depths: Mapping[str, pd.DataFrame]) -> Figure:
+    """Messages waiting in the queue against time, one line per run."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for label, depth in depths.items():
+        ax.plot(depth.t_s, depth.depth, label=label, drawstyle="steps-post")
+    ax.set_xlabel("time since the first publish (s)")
+    ax.set_ylabel("messages waiting in the queue")
+    ax.set_title("Queue depth")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    return fig

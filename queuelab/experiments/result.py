@@ -36,17 +36,38 @@ class ExperimentResult:
     def crashes(self) -> int:
         return int((self.ledger.event == Event.FAULT.value).sum())
 
+    def replacement_s(self) -> float:
+        """Median time from a worker crash to its replacement's first delivery.
+
+        The simulator's ``restart_s`` set to this makes it model the real
+        supervisor rather than an ideal one. NaN when nothing crashed.
+        """
+        frame = self.ledger
+        faults = frame[(frame.event == Event.FAULT.value) & (frame.worker != "broker")]
+        delivered = frame[frame.event == Event.DELIVERED.value]
+        gaps = []
+        for fault in faults.itertuples():
+            later = delivered[
+                (delivered.worker == fault.worker) & (delivered.t > fault.t)
+            ]
+            if len(later):
+                gaps.append(float(later.t.iloc[0]) - float(fault.t))
+        return float(pd.Series(gaps).median()) if gaps else float("nan")
+
     def as_row(self) -> dict[str, Any]:
         """One line for a comparison table: the knobs and what the checker found."""
-        spec = self.spec
+        spec, verdict = self.spec, self.verdict
+        sent = max(verdict.confirmed if verdict.uses_confirms else verdict.published, 1)
         return {
             "name": spec.name,
             "backend": spec.backend.value,
             "guarantee": spec.guarantee.value,
             "crash_p": spec.crash_p,
-            "messages": self.verdict.published,
+            "messages": verdict.published,
             "crashes": self.crashes,
-            **self.verdict.counts(),
+            **verdict.counts(),
+            "lost_pct": 100 * len(verdict.lost) / sent,
+            "duplicated_pct": 100 * len(verdict.duplicated) / sent,
         }
 
     def save(self, folder: Path = RESULTS) -> Path:
