@@ -46,12 +46,14 @@ class ExperimentResult:
         faults = frame[(frame.event == Event.FAULT.value) & (frame.worker != "broker")]
         delivered = frame[frame.event == Event.DELIVERED.value]
         gaps = []
-        for fault in faults.itertuples():
-            later = delivered[
-                (delivered.worker == fault.worker) & (delivered.t > fault.t)
-            ]
+        times = delivered.t.to_numpy(dtype="float64")
+        workers = delivered.worker.to_numpy()
+        for worker, t in zip(
+            faults.worker, faults.t.to_numpy(dtype="float64"), strict=True
+        ):
+            later = times[(workers == worker) & (times > t)]
             if len(later):
-                gaps.append(float(later.t.iloc[0]) - float(fault.t))
+                gaps.append(float(later.min()) - float(t))
         return float(pd.Series(gaps).median()) if gaps else float("nan")
 
     def as_row(self) -> dict[str, Any]:
