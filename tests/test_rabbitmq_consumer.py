@@ -69,7 +69,7 @@ async def test_a_raising_task_under_the_default_process_is_gone(amqp_url: str) -
     run = await process_default_run(amqp_url, 5)
 
     assert set(run.outcomes.outcome) == {"gone"}
-    assert list(run.outcomes.deliveries) == [1] * 5  # delivered once, never again
+    assert list(run.outcomes.attempts) == [1] * 5  # delivered once, never again
     assert sum(run.left.values()) == 0  # not in the queue either
     assert len(check(run.ledger).lost) == 5
 
@@ -81,7 +81,7 @@ async def test_under_process_a_queue_with_a_dlx_dead_letters_instead(
 
     assert len(run.dead) == 3
     assert all(run.dead.reason.str.startswith("rejected by the broker"))
-    assert list(run.outcomes.deliveries) == [1] * 3
+    assert list(run.outcomes.attempts) == [1] * 3
 
 
 # --- retry with backoff, then the dead-letter queue --------------------------

@@ -7,8 +7,10 @@ each send.
 """
 
 import asyncio
+from dataclasses import dataclass
 
 import pytest
+from aio_pika.abc import AbstractChannel, AbstractExchange
 
 from queuelab import envelope as codec
 from queuelab.brokers import start_private_rabbitmq
@@ -56,6 +58,43 @@ async def test_returned_publishes_are_each_recorded_and_named_in_one_error(
     assert check(frame).confirmed == 0
     async with admin_channel(amqp_url) as channel:
         await fanout.delete(channel)
+
+
+@dataclass(frozen=True)
+class FullQueue:
+    """A queue that holds one message and refuses more: the broker nacks."""
+
+    name: str
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    @property
+    def routing_key(self) -> str:
+        return self.name
+
+    async def declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
+        arguments = {"x-max-length": 1, "x-overflow": "reject-publish"}
+        await channel.declare_queue(self.name, durable=True, arguments=arguments)
+        return channel.default_exchange
+
+
+async def test_a_publish_the_broker_nacks_raises_and_is_recorded(
+    amqp_url: str, unique: str
+) -> None:
+    ledger = Ledger()
+    first, second = workload(2)
+    async with Producer(amqp_url, FullQueue(unique), ledger=ledger) as producer:
+        await producer.publish(first)
+        with pytest.raises(PublishError, match="broker nacked"):
+            await producer.publish(second)
+
+    frame = ledger.frame()
+    assert frame[frame.event == Event.NACKED].message_id.tolist() == [second.id]
+    assert check(frame).confirmed == 1
+    async with admin_channel(amqp_url) as channel:
+        await channel.queue_delete(unique)
 
 
 async def test_producer_and_consumer_agree_on_queue_arguments(

@@ -46,7 +46,7 @@ class DeadLetterRun:
 
     ledger: pd.DataFrame
     dead: pd.DataFrame  # message_id, reason, attempts, body_bytes, broker_deaths
-    outcomes: pd.DataFrame  # message_id, kind, deliveries, outcome
+    outcomes: pd.DataFrame  # message_id, kind, attempts (task runs), outcome
     left: dict[str, int]  # messages still in each queue, from the broker
 
 
@@ -172,7 +172,7 @@ def _outcomes(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
             {
                 "message_id": message_id,
                 "kind": kind,
-                "deliveries": int((events.event == Event.DELIVERED).sum()),
+                "attempts": int((events.event == Event.DELIVERED).sum()),
                 "outcome": final.event.iloc[-1] if len(final) else "gone",
             }
         )
