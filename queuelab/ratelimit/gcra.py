@@ -82,6 +82,9 @@ class GcraLimiter(Limiter):
         return 0.0 if allowed else max(int(wait_us) / 1_000_000, MIN_WAIT_S)
 
     async def acquire(self) -> None:
+        # TODO: waiters poll, so one worker can lose every race for a while (in
+        # one run, one of eight consumers got no start in 2.5 s); a fair queue
+        # of waiters, e.g. tickets in a sorted set, would serve them in turn.
         # Polling is the point here: the wait is computed by Redis, and no
         # event could wake a worker in another process.
         while (wait_s := await self.try_acquire()) > 0:  # noqa: ASYNC110
