@@ -148,3 +148,115 @@ def depth_over_time(depths: Mapping[str, pd.DataFrame]) -> Figure:
     ax.set_ylim(bottom=0)
     ax.legend()
     return fig
+
+
+def grouped_bars(
+    table: pd.DataFrame, *, xlabel: str, ylabel: str, title: str
+) -> Figure:
+    """One group of bars per row of ``table``, one bar per column."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    table.plot.bar(ax=ax, rot=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return fig
+
+
+def rate_against_target(table: pd.DataFrame, *, target_per_s: float) -> Figure:
+    """Achieved rate against the number of consumers, one line per limiter.
+
+    ``table`` has columns ``limiter``, ``consumers`` and ``achieved_per_s``.
+    """
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for limiter, rows in table.groupby("limiter", sort=False):
+        rows = rows.sort_values("consumers")
+        ax.plot(rows.consumers, rows.achieved_per_s, marker="o", label=str(limiter))
+    ax.axhline(target_per_s, color="black", linestyle="--", label="target")
+    ax.set_xscale("log", base=2)
+    counts = sorted(table.consumers.unique())
+    ax.set_xticks(counts, [str(c) for c in counts])
+    ax.set_xlabel("consumers (log scale)")
+    ax.set_ylabel("tasks started (per s)")
+    ax.set_title("Achieved rate against the target")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    return fig
+
+
+def starts_over_time(
+    starts: Mapping[str, pd.Series], *, target_per_s: float, bin_s: float = 0.25
+) -> Figure:
+    """Task starts per second over time (``starts`` in seconds), one line each."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for label, times in starts.items():
+        if times.empty:
+            continue
+        bins = (times // bin_s).astype("int64").value_counts().sort_index()
+        bins = bins.reindex(range(int(bins.index.max()) + 1), fill_value=0)
+        ax.plot(
+            bins.index * bin_s,
+            bins.to_numpy() / bin_s,
+            label=label,
+            drawstyle="steps-post",
+        )
+    ax.axhline(target_per_s, color="black", linestyle="--", label="target")
+    ax.set_xlabel("time since the consumers started (s)")
+    ax.set_ylabel("tasks started (per s)")
+    ax.set_title(f"Rate over time ({bin_s * 1000:g} ms bins)")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    return fig
+
+
+_TIMELINE_MARKS = {
+    Event.DELIVERED.value: ("o", "tab:blue", "delivered"),
+    Event.NACKED.value: ("x", "tab:orange", "failed (retry scheduled or rejected)"),
+    Event.PROCESSED.value: ("P", "tab:green", "processed"),
+    Event.DEAD_LETTERED.value: ("s", "tab:red", "dead-lettered"),
+}
+
+
+def attempt_timeline(frame: pd.DataFrame, labels: Mapping[str, str]) -> Figure:
+    """Each message's deliveries and outcomes over time, one row per message.
+
+    ``labels`` maps the message ids to show to their row labels, top first.
+    """
+    fig, ax = plt.subplots(figsize=(FIGSIZE[0], 0.35 * len(labels) + 1.4))
+    start = frame.t.min()
+    rows = {message_id: i for i, message_id in enumerate(labels)}
+    shown = frame[frame.message_id.isin(rows)]
+    for event, (marker, color, name) in _TIMELINE_MARKS.items():
+        points = shown[shown.event == event]
+        ax.scatter(
+            points.t - start,
+            points.message_id.map(rows),
+            marker=marker,
+            color=color,
+            label=name,
+            zorder=3,
+        )
+    ax.set_yticks(range(len(rows)), list(labels.values()))
+    ax.invert_yaxis()
+    ax.set_xlabel("time since the first publish (s)")
+    ax.set_ylabel("message")
+    ax.set_title("Deliveries and outcomes of each message")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    return fig
+
+
+def processing_order(orders: Mapping[str, pd.DataFrame]) -> Figure:
+    """Priority of each task in the order it ran, one panel per run.
+
+    Each frame has columns ``position`` and ``priority``.
+    """
+    fig, axes = plt.subplots(
+        1, len(orders), figsize=(FIGSIZE[0], FIGSIZE[1]), sharey=True, squeeze=False
+    )
+    for ax, (label, order) in zip(axes[0], orders.items(), strict=True):
+        ax.scatter(order.position, order.priority, c=order.priority, cmap="coolwarm")
+        ax.set_title(label)
+        ax.set_xlabel("order the tasks ran in")
+    axes[0][0].set_ylabel("message priority")
+    fig.suptitle("When the urgent messages ran")
+    fig.tight_layout()
+    return fig

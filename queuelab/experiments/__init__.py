@@ -8,6 +8,16 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
+    "DeadLetterRun": "deadletter",
+    "process_default_run": "deadletter",
+    "retry_run": "deadletter",
+    "PriorityRun": "priority",
+    "priority_run": "priority",
+    "publish_rates": "publishing",
+    "FanoutRun": "pubsub",
+    "fanout_run": "pubsub",
+    "LimitedRun": "ratelimit",
+    "rate_limited_run": "ratelimit",
     "RoundTrip": "roundtrip",
     "rabbitmq_roundtrip": "roundtrip",
     "redis_list_roundtrip": "roundtrip",
