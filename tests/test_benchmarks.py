@@ -22,6 +22,11 @@ NAMES = sorted(
 def test_benchmark_runs_and_has_a_baseline(name: str) -> None:
     table = importlib.import_module(f"benchmarks.{name}").main(quick=True)
     assert len(table) >= 2
-    text = table.astype(str).to_string().lower()
-    assert "queuelab" in text
-    assert any(word in text for word in ("baseline", "plain", "bare", "raw"))
+    # One column names who did the work: queuelab, and at least one baseline.
+    labelled = [
+        set(table[column].astype(str))
+        for column in table.columns
+        if table[column].astype(str).str.contains("queuelab").any()
+    ]
+    assert labelled, "no row is labelled as queuelab's"
+    assert any(len(values) >= 2 for values in labelled), "no baseline beside it"
