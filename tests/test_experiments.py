@@ -11,7 +11,7 @@ import pytest
 
 from queuelab.experiments.result import ExperimentResult
 from queuelab.experiments.runner import run_async, simulated
-from queuelab.experiments.spec import ExperimentSpec, Workload
+from queuelab.experiments.spec import ExperimentSpec, Fault, FaultKind, Workload
 from queuelab.guarantees import Guarantee
 from queuelab.ledger import Event
 
@@ -76,3 +76,24 @@ def test_a_result_saves_and_loads_with_what_it_needs_to_be_rerun(
     assert again.verdict.counts() == result.verdict.counts()
     assert again.meta["versions"]["simpy"]
     assert again.meta["broker"] == "SimPy"
+
+
+async def test_a_broker_restart_loses_no_confirmed_message(
+    redis_broker: object,
+) -> None:
+    spec = ExperimentSpec(
+        name="test-restart",
+        backend="rabbitmq",
+        guarantee=Guarantee.AT_LEAST_ONCE,
+        workload=Workload("constant", rate_per_s=150, duration_s=3),
+        faults=(Fault(FaultKind.RESTART_BROKER, at_s=1.0),),
+        seed=3,
+    )
+    result = await run_async(spec)
+    verdict = result.verdict
+    broker_faults = result.ledger.query("event == 'fault' and worker == 'broker'")
+    assert broker_faults.detail.tolist() == ["restart-broker"]
+    assert verdict.confirmed > 0
+    assert not verdict.lost
+    assert not verdict.unexpected
+    assert "private" in result.meta["broker"]

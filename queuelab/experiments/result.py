@@ -34,7 +34,9 @@ class ExperimentResult:
 
     @property
     def crashes(self) -> int:
-        return int((self.ledger.event == Event.FAULT.value).sum())
+        """Worker crashes (broker faults are not counted here)."""
+        faults = self.ledger[self.ledger.event == Event.FAULT.value]
+        return int((faults.worker != "broker").sum())
 
     def replacement_s(self) -> float:
         """Median time from a worker crash to its replacement's first delivery.
