@@ -102,3 +102,17 @@ def bars(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return fig
+
+
+def grouped_bars(
+    table: pd.DataFrame, *, xlabel: str, ylabel: str, title: str, log: bool = False
+) -> Figure:
+    """One group of bars per row of ``table``, one bar per column, labelled."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    table.plot.bar(ax=ax, rot=0)
+    if log:
+        ax.set_yscale("symlog")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return fig
