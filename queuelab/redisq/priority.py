@@ -122,6 +122,10 @@ class SeedPriorityQueue:
     async def length(self) -> int:
         return int(await self.client.zcard(self.name))
 
+    async def dead_letters(self) -> list[dict[str, str]]:
+        """What was dead-lettered, oldest first, as {reason, data} dicts."""
+        return await read_dead(self.client, self.dead_name)
+
     async def delete(self) -> None:
         await self.client.delete(self.name, self.dead_name)
 

@@ -95,6 +95,7 @@ class ReliableListQueue:
         self._take = client.register_script(_TAKE)
         self._move = client.register_script(_MOVE)
         self._blocking: BlockingConnection | None = None
+        self._fake = _is_fakeredis(client)
         self._held: dict[str, bytes] = {}  # message id -> the bytes in processing
         self._recovered = False
 
@@ -136,14 +137,20 @@ class ReliableListQueue:
             pipe.set(self.lease_name, "1", px=lease_ms)
             pipe.sadd(self.workers_name, self.worker)
             await pipe.execute()
-        # redis-py annotates this timeout as int; Redis takes decimal seconds.
-        raw = await client.blmove(
-            self.name,
-            self.processing_name,
-            block_s,  # type: ignore[arg-type]
-            "RIGHT",
-            "LEFT",
-        )
+        if self._fake:
+            # TODO: fakeredis 2.41's BLMOVE returns at once on an empty list
+            # instead of blocking; BRPOPLPUSH is the same move (RIGHT to LEFT)
+            # and blocks there. Use BLMOVE everywhere once fakeredis blocks.
+            raw = await client.brpoplpush(self.name, self.processing_name, block_s)
+        else:
+            # redis-py annotates this timeout as int; Redis takes decimal seconds.
+            raw = await client.blmove(
+                self.name,
+                self.processing_name,
+                block_s,  # type: ignore[arg-type]
+                "RIGHT",
+                "LEFT",
+            )
         return None if raw is None else as_bytes(raw)
 
     async def _decode(self, raw: bytes) -> Envelope:
@@ -308,6 +315,10 @@ class ReliableListQueue:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _is_fakeredis(client: "redis.asyncio.Redis") -> bool:
+    return client.connection_pool.connection_class.__module__.startswith("fakeredis")
 
 
 async def run_reaper(
