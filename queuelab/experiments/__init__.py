@@ -14,6 +14,7 @@ from queuelab.experiments.redis_kill import (
     RestartRun,
     kill_workers,
     restart_redis,
+    slow_tasks,
 )
 from queuelab.experiments.roundtrip import (
     RoundTrip,
@@ -38,6 +39,7 @@ __all__ = [
     "redis_list_roundtrip",
     "repeated_payloads",
     "restart_redis",
+    "slow_tasks",
     "stream_away",
     "workload",
 ]

@@ -305,6 +305,82 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         task.result()
 
 
+async def slow_tasks(
+    broker: Broker,
+    *,
+    tasks: int = 20,
+    visibility_timeout_s: float = 0.1,
+    max_attempts: int = 3,
+    consumers: int = 2,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, CheckResult]:
+    """Tasks of random length around the visibility timeout, with a reaper.
+
+    Nobody dies here, yet the reaper cannot tell a slow worker from a dead
+    one: every task still running when its lease expires is returned and run
+    again, until it is dead-lettered after ``max_attempts``. Returns a table of
+    each task's length and runs, and the checker's verdict.
+    """
+    rng = random.Random(seed)
+    name = f"queuelab:slow:{uuid.uuid4().hex[:8]}"
+    ledger, stop = Ledger(), asyncio.Event()
+    clients = [broker.redis() for _ in range(consumers + 1)]
+    reaper = ReliableListQueue(
+        clients[0], name, worker="reaper", max_attempts=max_attempts
+    )
+    queues = [
+        ReliableListQueue(
+            client,
+            name,
+            worker=f"c{i}",
+            visibility_timeout_s=visibility_timeout_s,
+            max_attempts=max_attempts,
+        )
+        for i, client in enumerate(clients[1:])
+    ]
+    lengths: dict[str, float] = {}
+    for envelope in workload(tasks, body_bytes=16):
+        lengths[envelope.id] = rng.uniform(0.2, 2.0) * visibility_timeout_s
+        ledger.record(Event.PUBLISHED, envelope.id, worker="producer")
+        await reaper.push(envelope)
+
+    async def task(envelope: Envelope) -> None:
+        await asyncio.sleep(lengths[envelope.id])
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(
+            run_reaper(reaper, stop=stop, interval_s=visibility_timeout_s)
+        )
+        for i, queue in enumerate(queues):
+            group.create_task(
+                consume(
+                    queue, task, stop=stop, ledger=ledger, worker=f"c{i}", block_s=0.1
+                )
+            )
+        await _wait_until_empty(reaper)
+        stop.set()
+    await reaper.delete()
+    for queue in queues:
+        await queue.close()
+    for client in clients:
+        await client.aclose()
+
+    frame = ledger.frame()
+    runs = frame[frame.event == Event.PROCESSED].message_id.value_counts()
+    table = pd.DataFrame({"task_s": pd.Series(lengths)})
+    table["runs"] = runs.reindex(table.index, fill_value=0)
+    table["longer_than_timeout"] = table.task_s > visibility_timeout_s
+    return table.sort_values("task_s").reset_index(drop=True), check(frame)
+
+
+async def _wait_until_empty(queue: ReliableListQueue) -> None:
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if await queue.length() + await queue.in_flight() == 0:
+            return
+        await asyncio.sleep(0.05)
+
+
 @dataclass(frozen=True)
 class RestartRun:
     """Tasks queued before and after a restart of a private redis-server."""
