@@ -127,7 +127,7 @@ async def test_the_notebook_experiments_run_on_fakeredis(embedded: Broker) -> No
         embedded, "reliable", tasks=40, kills=2, task_s=0.01, visibility_timeout_s=0.2
     )
     assert brpop.how == reliable.how == "cancelled worker tasks"
-    assert len(brpop.verdict.lost) == brpop.held_at_kill == 2
+    assert 1 <= brpop.held_at_kill <= len(brpop.verdict.lost) <= 2
     assert not reliable.verdict.lost
     assert not (await pubsub_away(embedded.redis)).phases().received[1]
     assert (await stream_away(embedded.redis)).phases().received[1] == 20

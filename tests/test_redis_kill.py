@@ -15,8 +15,11 @@ async def test_killed_brpop_workers_lose_exactly_the_tasks_they_held(
     run = await kill_workers(redis_broker, "brpop", tasks=80, kills=2, task_s=0.02)
     assert run.how == "SIGKILL to worker processes"
     assert run.kills == 2
-    assert run.held_at_kill >= 1
-    assert len(run.verdict.lost) == run.held_at_kill
+    # each killed worker held at most one task; the ledger saw most of them
+    # taken (a kill can land between the pop and the ledger line)
+    assert run.held_at_kill <= len(run.verdict.lost) <= run.kills
+    assert len(run.verdict.lost) >= 1
+    assert run.verdict.processed + len(run.verdict.lost) == 80
     assert run.left == 0  # Redis agrees: the lost tasks are nowhere
 
 
@@ -30,7 +33,6 @@ async def test_killed_reliable_workers_lose_nothing(redis_broker: Broker) -> Non
         visibility_timeout_s=0.3,
     )
     assert run.kills == 2
-    assert run.held_at_kill >= 1
     assert not run.verdict.lost
     assert run.verdict.processed == 80
     assert run.left == 0

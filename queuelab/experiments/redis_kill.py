@@ -54,7 +54,9 @@ class KillRun:
     ledger: pd.DataFrame
     verdict: CheckResult
     kills: int
-    held_at_kill: int  # tasks the killed workers had taken and not finished
+    # Tasks the killed workers' ledgers show taken and not finished; a worker
+    # killed between taking a task and writing its ledger line is not counted.
+    held_at_kill: int
     left: int  # tasks Redis still held at the end (queue and processing lists)
     how: str  # "SIGKILL to worker processes" or "cancelled worker tasks"
 
