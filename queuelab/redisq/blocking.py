@@ -118,6 +118,11 @@ class BlockingConnection:
             self._client_id = None  # the connection may be replaced; ask again
             raise
 
+    # TODO: the client id is asked once per connection; if redis-py silently
+    # reconnected in between (after a server restart ids start over), the
+    # unblock may end another client's wait early (it then reads "nothing
+    # came"). Asking CLIENT ID before every wait would close that, for a round
+    # trip per pop.
     async def _unblock(self) -> None:
         client_id, self._client_id = self._client_id, None
         if client_id is None:

@@ -165,6 +165,10 @@ class ReliableListQueue:
         self._held[envelope.id] = raw
         return envelope
 
+    # TODO: the lease is per worker, renewed by every pop, so a worker that
+    # holds several tasks at once keeps an old one alive by taking new ones.
+    # A deadline per task (a sorted set of processing items by deadline) would
+    # time each task on its own; one task at a time, as consume() runs, is exact.
     async def touch(self) -> None:
         """Renew this worker's lease; a task longer than the timeout calls it."""
         await self.client.set(self.lease_name, "1", px=self._lease_ms)
