@@ -145,11 +145,15 @@ class FileLedger(Ledger):
 
 
 def read_events(path: Path) -> pd.DataFrame:
-    """The events a :class:`FileLedger` wrote; a torn last line is skipped."""
+    """The events a :class:`FileLedger` wrote; a torn last line is skipped.
+
+    A file the worker never got to create (it died first) reads as no events.
+    """
     import pandas as pd
 
     rows = []
-    for line in path.read_text().splitlines():
+    text = path.read_text() if path.exists() else ""
+    for line in text.splitlines():
         try:
             rows.append(tuple(json.loads(line)))
         except json.JSONDecodeError:

@@ -151,11 +151,13 @@ def depth_over_time(depths: Mapping[str, pd.DataFrame]) -> Figure:
 
 
 def grouped_bars(
-    table: pd.DataFrame, *, xlabel: str, ylabel: str, title: str
+    table: pd.DataFrame, *, xlabel: str, ylabel: str, title: str, log: bool = False
 ) -> Figure:
-    """One group of bars per row of ``table``, one bar per column."""
+    """One group of bars per row of ``table``, one bar per column, labelled."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
     table.plot.bar(ax=ax, rot=0)
+    if log:
+        ax.set_yscale("symlog")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

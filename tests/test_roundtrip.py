@@ -84,6 +84,7 @@ async def test_the_ledger_and_redis_agree_on_what_is_still_queued(
         ledger.record(Event.PROCESSED, envelope.id)
     assert await queue.length() == len(check(ledger.frame()).lost) == 70
     await queue.delete()
+    await queue.close()
 
 
 async def test_the_list_queue_is_fifo(
@@ -97,6 +98,7 @@ async def test_the_list_queue_is_fifo(
     assert [e.seq for e in got if e] == list(range(20))
     assert await queue.pop(0.1) is None
     await queue.delete()
+    await queue.close()
 
 
 async def test_a_malformed_list_item_is_dead_lettered_with_its_reason(
@@ -123,6 +125,7 @@ async def test_a_malformed_list_item_is_dead_lettered_with_its_reason(
     assert "not UTF-8" in dead[0]["reason"]
     assert await queue.length() == 0
     await queue.delete()
+    await queue.close()
 
 
 def test_prefetch_zero_is_refused_with_an_explanation(amqp_url: str) -> None:

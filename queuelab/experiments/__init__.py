@@ -8,6 +8,9 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
+    "AwayRun": "away",
+    "pubsub_away": "away",
+    "stream_away": "away",
     "DeadLetterRun": "deadletter",
     "process_default_run": "deadletter",
     "retry_run": "deadletter",
@@ -18,6 +21,17 @@ _EXPORTS = {
     "fanout_run": "pubsub",
     "LimitedRun": "ratelimit",
     "rate_limited_run": "ratelimit",
+    "KillRun": "redis_kill",
+    "RestartRun": "redis_kill",
+    "kill_workers": "redis_kill",
+    "restart_redis": "redis_kill",
+    "slow_tasks": "redis_kill",
+    "OrderRun": "redis_priority",
+    "PriorityLatencyRun": "redis_priority",
+    "arrival_order": "redis_priority",
+    "collapse": "redis_priority",
+    "priority_latency": "redis_priority",
+    "repeated_payloads": "redis_priority",
     "RoundTrip": "roundtrip",
     "rabbitmq_roundtrip": "roundtrip",
     "redis_list_roundtrip": "roundtrip",

@@ -22,7 +22,7 @@ from queuelab.envelope import Envelope
 from queuelab.ledger import CheckResult, Event, Ledger, Summary, check, summarize
 from queuelab.rabbitmq import Consumer, Producer, queue_depth
 from queuelab.rabbitmq.connection import connect
-from queuelab.redisq.list_queue import ListQueue, consume
+from queuelab.redisq import ListQueue, consume
 
 
 @dataclass
@@ -107,9 +107,9 @@ async def redis_list_roundtrip(
     clients = [client_factory() for _ in range(consumers + 1)]
     producer_queue = ListQueue(clients[0], name)
 
+    queues = [ListQueue(client, name) for client in clients[1:]]
     async with asyncio.TaskGroup() as group:
-        for i, client in enumerate(clients[1:]):
-            queue = ListQueue(client, name)
+        for i, queue in enumerate(queues):
             group.create_task(
                 consume(queue, task, stop=stop, ledger=ledger, worker=f"c{i}")
             )
@@ -121,6 +121,8 @@ async def redis_list_roundtrip(
 
     depth = await producer_queue.length()
     await producer_queue.delete()
+    for queue in queues:
+        await queue.close()
     for client in clients:
         await client.aclose()
     return _result("redis-list", ledger, depth)
