@@ -14,6 +14,7 @@ On real brokers the runner is the producer and the supervisor:
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -21,18 +22,26 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aio_pika
 import pandas as pd
 from aio_pika.exceptions import AMQPError
+from redis.exceptions import RedisError
 from tqdm.auto import tqdm
 
 from queuelab import envelope as codec
 from queuelab.aio import run_sync
-from queuelab.brokers import Broker, find_rabbitmq, find_redis, start_private_rabbitmq
-from queuelab.errors import ConfigError
+from queuelab.brokers import (
+    Broker,
+    find_rabbitmq,
+    find_redis,
+    start_private_rabbitmq,
+    start_private_redis,
+)
+from queuelab.errors import ConfigError, QueuelabError
+from queuelab.experiments import redis_backends
 from queuelab.experiments.effects import EffectLog
 from queuelab.experiments.result import ExperimentResult, environment
 from queuelab.experiments.spec import Backend, ExperimentSpec, Fault, FaultKind
@@ -44,6 +53,8 @@ from queuelab.rabbitmq.topology import declare_work_queue, queue_depth
 from queuelab.sim import SimSpec, simulate
 
 log = logging.getLogger(__name__)
+
+Send = Callable[[codec.Envelope], Awaitable[None]]
 
 SAMPLE_EVERY_S = 0.1
 CONFIRM_WINDOW = 200
@@ -65,8 +76,6 @@ async def run_async(
     """Run ``spec`` and return its result; see the module docstring."""
     if spec.backend is Backend.SIM:
         return simulated(spec)
-    if spec.backend is not Backend.RABBITMQ:
-        raise ConfigError(f"backend {spec.backend} cannot run on real brokers yet")
     return await _Real(spec, amqp_url, redis_url, progress).run()
 
 
@@ -107,11 +116,15 @@ class _Real:
         effects_broker = find_redis(self.redis_url)
         if not effects_broker.is_real:
             raise ConfigError("experiments need a real Redis for the effect log")
-        broker = (
-            start_private_rabbitmq()
-            if spec.needs_private_broker
-            else find_rabbitmq(self.amqp_url)
-        )
+        self.on_redis = spec.backend is not Backend.RABBITMQ
+        if spec.needs_private_broker:
+            broker = (
+                start_private_redis() if self.on_redis else start_private_rabbitmq()
+            )
+        elif self.on_redis:
+            broker = effects_broker
+        else:
+            broker = find_rabbitmq(self.amqp_url)
         self.broker = broker
         redis = effects_broker.redis()
         self.effects_url = effects_broker.url
@@ -126,7 +139,8 @@ class _Real:
         finally:
             await self.effects.delete()
             await redis.aclose()
-            broker.close()
+            if broker is not effects_broker:
+                broker.close()
 
         meta = environment(
             broker=broker.describe(),
@@ -138,30 +152,63 @@ class _Real:
         return ExperimentResult(spec, frame, depth, meta)
 
     async def _run_in(self, broker: Broker) -> pd.DataFrame:
-        connection = await connect(broker.url)
-        channel = await connection.channel()
-        await declare_work_queue(channel, self.queue)
-
+        await self._open_queue(broker)
         supervisors = [
             asyncio.create_task(self._supervise(f"c{i}"))
             for i in range(self.spec.consumers)
         ]
         await self._wait_ready()
         self.t0 = time.monotonic()
-        sampler = asyncio.create_task(self._sample(channel))
-        faults = [asyncio.create_task(self._fire(f)) for f in self.spec.faults]
+        helpers = [asyncio.create_task(self._sample())]
+        helpers += [asyncio.create_task(self._fire(f)) for f in self.spec.faults]
+        if self.on_redis and self.spec.backend is Backend.REDIS_LIST:
+            helpers.append(asyncio.create_task(self._reap()))
         try:
             await self._produce(broker.url)
-            await self._settle(channel)
+            await self._settle()
         finally:
             self.stopping = True
-            for task in [sampler, *faults]:
+            for task in helpers:
                 task.cancel()
             await self._stop_workers(supervisors)
-            await channel.queue_delete(self.queue)
-            await connection.close()
+            await self._close_queue()
 
         return await self._merge()
+
+    # The queue, on either broker ------------------------------------------
+
+    async def _open_queue(self, broker: Broker) -> None:
+        if self.on_redis:
+            self.queue_client = broker.redis()
+            await redis_backends.prepare(
+                self.queue_client, self.spec.backend, self.queue
+            )
+            return
+        self.connection = await connect(broker.url)
+        self.channel = await self.connection.channel()
+        await declare_work_queue(self.channel, self.queue)
+
+    async def _depth(self) -> int:
+        if self.on_redis:
+            return await redis_backends.depth(
+                self.queue_client, self.spec.backend, self.queue
+            )
+        return await queue_depth(self.channel, self.queue)
+
+    async def _close_queue(self) -> None:
+        if self.on_redis:
+            await redis_backends.delete(self.queue_client, self.queue)
+            await self.queue_client.aclose()
+            return
+        await self.channel.queue_delete(self.queue)
+        await self.connection.close()
+
+    async def _reap(self) -> None:
+        """The reliable list's reaper: a dead worker's tasks go back."""
+        while True:
+            await asyncio.sleep(redis_backends.VISIBILITY_S / 2)
+            with contextlib.suppress(RedisError):
+                await redis_backends.reap(self.queue_client, self.queue)
 
     # Workers ------------------------------------------------------------
 
@@ -171,14 +218,26 @@ class _Real:
         stem = self.folder / f"{name}.{generation}"
         with stem.with_suffix(".err").open("wb") as stderr:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "queuelab.experiments.worker",
-                "--spec", self.spec.to_json(), "--worker", name,
-                "--queue", self.queue, "--run-id", self.run_id,
-                "--ledger", str(stem.with_suffix(".jsonl")),
-                "--generation", str(generation),
-                env={**os.environ, **env}, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=stderr,
-            )  # fmt: skip
+                sys.executable,
+                "-m",
+                "queuelab.experiments.worker",
+                "--spec",
+                self.spec.to_json(),
+                "--worker",
+                name,
+                "--queue",
+                self.queue,
+                "--run-id",
+                self.run_id,
+                "--ledger",
+                str(stem.with_suffix(".jsonl")),
+                "--generation",
+                str(generation),
+                env={**os.environ, **env},
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+            )
         self._spares[name] = proc
         await self._expect(proc, b"standby", stem)
         return proc
@@ -210,8 +269,13 @@ class _Real:
                 return
             if code != -signal.SIGKILL:  # a worker's own crash is SIGKILL
                 err = (self.folder / f"{name}.{generation}.err").read_text()[-500:]
-                log.warning("worker %s exited with %s on %s: %s", name, code,
-                            self.queue, err.strip())  # fmt: skip
+                log.warning(
+                    "worker %s exited with %s on %s: %s",
+                    name,
+                    code,
+                    self.queue,
+                    err.strip(),
+                )
                 self.ledger.record(
                     Event.FAULT, "", worker=name, detail=f"worker exited with {code}"
                 )
@@ -246,20 +310,21 @@ class _Real:
     # Producer, faults, depth -----------------------------------------------
 
     async def _produce(self, url: str) -> None:
+        """Publish at the workload's arrival times; confirmed when the broker says."""
         times = self.spec.workload.arrivals(self.spec.seed)
         bar = tqdm(
             total=len(times),
             desc=self.spec.name,
             unit="msg",
-            disable=not self.progress,
+            disable=None if self.progress else True,
             leave=False,
         )
         slots = asyncio.Semaphore(CONFIRM_WINDOW)
 
-        async def one(producer: Producer, envelope: codec.Envelope) -> None:
+        async def one(send: Send, envelope: codec.Envelope) -> None:
             try:
-                await producer.publish(envelope)
-            except (AMQPError, OSError, RuntimeError) as exc:
+                await send(envelope)
+            except (AMQPError, RedisError, OSError, RuntimeError, QueuelabError) as exc:
                 log.warning(
                     "publish of %s to %s failed: %s", envelope.id, self.queue, exc
                 )
@@ -267,18 +332,35 @@ class _Real:
                 slots.release()
                 bar.update()
 
-        async with (
-            Producer(url, self.queue, ledger=self.ledger) as producer,
-            asyncio.TaskGroup() as group,
-        ):
+        async with self._sender(url) as send, asyncio.TaskGroup() as group:
             for seq, at in enumerate(times):
                 delay = self.t0 + at - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await slots.acquire()
                 envelope = codec.new({"n": seq}, seq, message_id=f"m{seq}")
-                group.create_task(one(producer, envelope))
+                group.create_task(one(send, envelope))
         bar.close()
+
+    @contextlib.asynccontextmanager
+    async def _sender(self, url: str) -> AsyncIterator[Send]:
+        if not self.on_redis:
+            async with Producer(url, self.queue, ledger=self.ledger) as producer:
+                yield producer.publish
+            return
+
+        async def push(envelope: codec.Envelope) -> None:
+            # A reply to the push is Redis's confirm: it holds the message (in
+            # memory: without persistence a restart still loses it).
+            self.ledger.record(Event.PUBLISHED, envelope.id, worker="producer")
+            await redis_backends.push(client, self.spec.backend, self.queue, envelope)
+            self.ledger.record(Event.CONFIRMED, envelope.id, worker="producer")
+
+        client = self.broker.redis()
+        try:
+            yield push
+        finally:
+            await client.aclose()
 
     async def _fire(self, fault: Fault) -> None:
         await asyncio.sleep(max(0.0, self.t0 + fault.at_s - time.monotonic()))
@@ -288,19 +370,21 @@ class _Real:
         self.ledger.record(Event.FAULT, "", worker="broker", detail=fault.kind.value)
         if fault.kind is FaultKind.RESTART_BROKER:
             await asyncio.to_thread(server.restart)
-        elif fault.kind is FaultKind.DROP_CONNECTIONS:
+        elif self.on_redis:  # drop every client connection but this one
+            await self.queue_client.client_kill_filter(_type="normal", skipme=True)
+        else:
             await asyncio.to_thread(server.close_all_connections)  # type: ignore[attr-defined]
 
-    async def _sample(self, channel: aio_pika.abc.AbstractChannel) -> None:
+    async def _sample(self) -> None:
         while True:
             try:
-                count = await queue_depth(channel, self.queue)
+                count = await self._depth()
                 self.depth.append((time.monotonic() - self.t0, count))
-            except (AMQPError, OSError, RuntimeError):
+            except (AMQPError, RedisError, OSError, RuntimeError):
                 pass  # the broker is restarting: no sample
             await asyncio.sleep(SAMPLE_EVERY_S)
 
-    async def _settle(self, channel: aio_pika.abc.AbstractChannel) -> None:
+    async def _settle(self) -> None:
         """Wait until the queue is empty and effects have stopped coming."""
         quiet_s = max(1.0, 20 * self.spec.task_s, 3 * self.spec.restart_s)
         last_count, last_change = -1, time.monotonic()

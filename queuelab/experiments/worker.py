@@ -25,9 +25,19 @@ import signal
 import sys
 from pathlib import Path
 
+import redis
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_fixed,
+)
+
 from queuelab.brokers import redis_client
 from queuelab.envelope import Envelope
+from queuelab.errors import EnvelopeError
 from queuelab.experiments.effects import EffectLog
+from queuelab.experiments.redis_backends import RedisSource, Taken
 from queuelab.experiments.spec import Backend, ExperimentSpec
 from queuelab.ledger import Event, FileLedger
 from queuelab.rabbitmq.consumer import AckMode, Consumer
@@ -36,6 +46,7 @@ log = logging.getLogger(__name__)
 
 BROKER_URL_ENV = "QUEUELAB_WORKER_BROKER_URL"
 EFFECTS_URL_ENV = "QUEUELAB_WORKER_EFFECTS_URL"
+RETRY_S = 0.2  # between attempts while the broker is away
 
 
 class CrashingTask:
@@ -98,8 +109,21 @@ async def serve(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
-    if spec.backend is not Backend.RABBITMQ:
-        raise SystemExit(f"worker: backend {spec.backend} is not supported yet")
+    if spec.backend is Backend.RABBITMQ:
+        await _consume_rabbitmq(spec, args, task, ledger, stop)
+    else:
+        await _consume_redis(spec, args, task, ledger, stop)
+    await client.aclose()
+    ledger.close()
+
+
+async def _consume_rabbitmq(
+    spec: ExperimentSpec,
+    args: argparse.Namespace,
+    task: CrashingTask,
+    ledger: FileLedger,
+    stop: asyncio.Event,
+) -> None:
     ack = AckMode.BEFORE if spec.guarantee.acks_before_task else AckMode.AFTER
     consumer = Consumer(
         os.environ[BROKER_URL_ENV],
@@ -114,8 +138,59 @@ async def serve(args: argparse.Namespace) -> None:
     print("ready", flush=True)
     await stop.wait()
     await consumer.stop()
+
+
+async def _consume_redis(
+    spec: ExperimentSpec,
+    args: argparse.Namespace,
+    task: CrashingTask,
+    ledger: FileLedger,
+    stop: asyncio.Event,
+) -> None:
+    """Take, settle and run tasks one at a time, in the guarantee's order."""
+    client = redis_client(os.environ[BROKER_URL_ENV])
+    source = RedisSource(client, spec.backend, spec.guarantee, args.queue, args.worker)
+    ack_first = spec.guarantee.acks_before_task or source.settles_on_take
+    name = args.worker
+    print("ready", flush=True)
+    while not stop.is_set():
+        try:
+            taken = await source.take()
+        except redis.RedisError as exc:  # the broker is restarting or dropped us
+            log.warning("%s: cannot take from %s: %s", name, args.queue, exc)
+            await asyncio.sleep(RETRY_S)
+            continue
+        except EnvelopeError:
+            continue
+        if taken is None:
+            continue
+
+        envelope = taken.envelope
+        ledger.record(
+            Event.DELIVERED, envelope.id, worker=name, attempt=envelope.attempt
+        )
+        if ack_first:
+            await _settle(source, taken, ledger, name)
+        await task(envelope)
+        if not ack_first:
+            await _settle(source, taken, ledger, name)
+    await source.close()
     await client.aclose()
-    ledger.close()
+
+
+async def _settle(
+    source: RedisSource, taken: Taken, ledger: FileLedger, worker: str
+) -> None:
+    envelope = taken.envelope
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(redis.RedisError),
+        wait=wait_fixed(RETRY_S),
+        stop=stop_after_delay(30),
+        reraise=True,
+    ):
+        with attempt:
+            await source.settle(taken)
+    ledger.record(Event.ACKED, envelope.id, worker=worker, attempt=envelope.attempt)
 
 
 def main(argv: list[str] | None = None) -> int:
