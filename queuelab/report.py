@@ -11,12 +11,14 @@ import base64
 import html
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
@@ -145,10 +147,16 @@ def _run_one(
     executed: list[int] = []
     bar = tqdm(total=code_cells, desc=path.stem, unit="cell", leave=False, disable=bars)
 
+    # The kernel talks over Unix sockets in a private folder: nothing listens
+    # on TCP, and the kernel has no "running over TCP without encryption" to say.
+    sockets = tempfile.TemporaryDirectory(prefix="queuelab-kernel-")
+    kernel = KernelManager(
+        kernel_name="python3", transport="ipc", ip=str(Path(sockets.name) / "kernel")
+    )
     client = NotebookClient(
         notebook,
+        km=kernel,
         timeout=cell_timeout_s,
-        kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
         on_cell_executed=lambda **_: _tick(executed, bar),
     )
@@ -166,6 +174,9 @@ def _run_one(
         log.debug("notebook %s failed", path.name, exc_info=True)
     finally:
         bar.close()
+        if kernel.has_kernel:  # nbclient leaves a kernel it was handed running
+            kernel.shutdown_kernel()
+        sockets.cleanup()
     seconds = time.monotonic() - started
 
     nbformat.write(notebook, out / path.name)
