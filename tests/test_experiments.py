@@ -22,7 +22,7 @@ TRAFFIC = Workload("constant", rate_per_s=100, duration_s=2)
 
 def crashing(guarantee: Guarantee, backend: str = "rabbitmq") -> ExperimentSpec:
     return ExperimentSpec(
-        name=f"test-{guarantee}",
+        name=f"test-{backend}-{guarantee}",
         backend=backend,
         guarantee=guarantee,
         workload=TRAFFIC,
@@ -34,20 +34,25 @@ def crashing(guarantee: Guarantee, backend: str = "rabbitmq") -> ExperimentSpec:
     )
 
 
+BACKENDS = ["rabbitmq", "redis-list", "redis-stream"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_at_most_once_loses_work_when_a_worker_dies_and_never_duplicates(
-    amqp_url: str,
+    backend: str,
 ) -> None:
-    result = await run_async(crashing(Guarantee.AT_MOST_ONCE), amqp_url=amqp_url)
+    result = await run_async(crashing(Guarantee.AT_MOST_ONCE, backend))
     verdict = result.verdict
     assert result.crashes >= 1
     assert verdict.lost
     assert not verdict.duplicated
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_at_least_once_loses_nothing_but_processes_some_twice(
-    amqp_url: str,
+    backend: str,
 ) -> None:
-    result = await run_async(crashing(Guarantee.AT_LEAST_ONCE), amqp_url=amqp_url)
+    result = await run_async(crashing(Guarantee.AT_LEAST_ONCE, backend))
     verdict = result.verdict
     assert result.crashes >= 1
     assert not verdict.lost
@@ -55,10 +60,11 @@ async def test_at_least_once_loses_nothing_but_processes_some_twice(
     assert verdict.processed == verdict.confirmed == len(TRAFFIC.arrivals(0))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_effectively_once_loses_nothing_and_applies_no_effect_twice(
-    amqp_url: str,
+    backend: str,
 ) -> None:
-    result = await run_async(crashing(Guarantee.EFFECTIVELY_ONCE), amqp_url=amqp_url)
+    result = await run_async(crashing(Guarantee.EFFECTIVELY_ONCE, backend))
     verdict = result.verdict
     assert result.crashes >= 1
     assert verdict.ok
@@ -96,4 +102,27 @@ async def test_a_broker_restart_loses_no_confirmed_message(
     assert verdict.confirmed > 0
     assert not verdict.lost
     assert not verdict.unexpected
+    assert "private" in result.meta["broker"]
+
+
+async def test_a_redis_restart_without_persistence_loses_the_backlog_and_says_so() -> (
+    None
+):
+    """Redis acknowledged the pushes, then forgot its backlog on restart."""
+    spec = ExperimentSpec(
+        name="test-redis-restart",
+        backend="redis-list",
+        guarantee=Guarantee.AT_LEAST_ONCE,
+        workload=Workload("constant", rate_per_s=150, duration_s=2),
+        consumers=1,
+        task_s=0.02,  # 50 a second: a backlog builds before the restart
+        faults=(Fault(FaultKind.RESTART_BROKER, at_s=1.5),),
+        seed=4,
+    )
+    result = await run_async(spec)
+    verdict = result.verdict
+    assert verdict.published == 300
+    assert verdict.confirmed > 250  # pushes during the restart itself fail
+    assert len(verdict.lost) > 20
+    assert verdict.processed + len(verdict.lost) == verdict.confirmed
     assert "private" in result.meta["broker"]
