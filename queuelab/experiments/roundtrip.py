@@ -9,6 +9,7 @@ still holds messages would be lying.
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -60,10 +61,16 @@ async def rabbitmq_roundtrip(
     prefetch: int = 10,
     window: int = 100,
     task_s: float = 0.0,
+    rate_per_s: float | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> RoundTrip:
-    """Publish ``n`` messages with confirms and consume them all."""
+    """Publish ``n`` messages with confirms and consume them all.
+
+    Without ``rate_per_s`` the producer publishes as fast as it can, so the
+    latency includes the time messages wait behind each other in the queue;
+    with it, messages are offered at that rate and latency is the broker's own.
+    """
     queue = f"queuelab.roundtrip.{uuid.uuid4().hex[:8]}"
     ledger = Ledger()
     done, task = _counting_task(n, task_s, progress, "rabbitmq")
@@ -76,18 +83,40 @@ async def rabbitmq_roundtrip(
         await worker.start()
     try:
         async with Producer(url, queue, ledger=ledger, window=window) as producer:
-            await producer.publish_many(workload(n, seed=seed))
+            if rate_per_s is None:
+                await producer.publish_many(workload(n, seed=seed))
+            else:
+                await _publish_paced(producer, n, seed, rate_per_s, window)
         await done.wait()
     finally:
         for worker in workers:
             await worker.stop()
-
-    connection = await connect(url)
-    async with connection:
-        channel = await connection.channel()
-        depth = await queue_depth(channel, queue)
-        await channel.queue_delete(queue)
+        connection = await connect(url)
+        async with connection:
+            channel = await connection.channel()
+            depth = await queue_depth(channel, queue)
+            await channel.queue_delete(queue)
     return _result("rabbitmq", ledger, depth)
+
+
+async def _publish_paced(
+    producer: Producer, n: int, seed: int, rate_per_s: float, window: int
+) -> None:
+    """One publish every ``1 / rate_per_s`` seconds, ``window`` confirms open."""
+    slots = asyncio.Semaphore(window)
+    start = time.monotonic()
+
+    async def one(envelope: Envelope) -> None:
+        try:
+            await producer.publish(envelope)
+        finally:
+            slots.release()
+
+    async with asyncio.TaskGroup() as group:
+        for i, envelope in enumerate(workload(n, seed=seed)):
+            await asyncio.sleep(max(0.0, start + i / rate_per_s - time.monotonic()))
+            await slots.acquire()
+            group.create_task(one(envelope))
 
 
 async def redis_list_roundtrip(
@@ -96,10 +125,14 @@ async def redis_list_roundtrip(
     *,
     consumers: int = 1,
     task_s: float = 0.0,
+    rate_per_s: float | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> RoundTrip:
-    """LPUSH ``n`` messages and BRPOP them all; one client per consumer."""
+    """LPUSH ``n`` messages and BRPOP them all; one client per consumer.
+
+    ``rate_per_s`` paces the pushes as in :func:`rabbitmq_roundtrip`.
+    """
     name = f"queuelab:roundtrip:{uuid.uuid4().hex[:8]}"
     ledger = Ledger()
     done, task = _counting_task(n, task_s, progress, "redis-list")
@@ -108,23 +141,29 @@ async def redis_list_roundtrip(
     producer_queue = ListQueue(clients[0], name)
 
     queues = [ListQueue(client, name) for client in clients[1:]]
-    async with asyncio.TaskGroup() as group:
-        for i, queue in enumerate(queues):
-            group.create_task(
-                consume(queue, task, stop=stop, ledger=ledger, worker=f"c{i}")
-            )
-        for envelope in workload(n, seed=seed):
-            ledger.record(Event.PUBLISHED, envelope.id, worker="producer")
-            await producer_queue.push(envelope)
-        await done.wait()
-        stop.set()
-
-    depth = await producer_queue.length()
-    await producer_queue.delete()
-    for queue in queues:
-        await queue.close()
-    for client in clients:
-        await client.aclose()
+    start = time.monotonic()
+    try:
+        async with asyncio.TaskGroup() as group:
+            for i, queue in enumerate(queues):
+                group.create_task(
+                    consume(queue, task, stop=stop, ledger=ledger, worker=f"c{i}")
+                )
+            for i, envelope in enumerate(workload(n, seed=seed)):
+                if rate_per_s is not None:
+                    await asyncio.sleep(
+                        max(0.0, start + i / rate_per_s - time.monotonic())
+                    )
+                ledger.record(Event.PUBLISHED, envelope.id, worker="producer")
+                await producer_queue.push(envelope)
+            await done.wait()
+            stop.set()
+    finally:
+        depth = await producer_queue.length()
+        await producer_queue.delete()
+        for queue in queues:
+            await queue.close()
+        for client in clients:
+            await client.aclose()
     return _result("redis-list", ledger, depth)
 
 
