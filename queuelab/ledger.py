@@ -125,20 +125,9 @@ class FileLedger(Ledger):
         super().__init__()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def record(
-        self,
-        event: Event,
-        message_id: str,
-        *,
-        worker: str = "",
-        attempt: int = 0,
-        detail: str = "",
-        t: float | None = None,
-    ) -> None:
-        stamp = time.monotonic() if t is None else t
-        row = (stamp, str(event), message_id, worker, attempt, detail)
-        self._rows.append(row)
-        os.write(self._fd, (json.dumps(row) + "\n").encode())
+    def record(self, event: Event, message_id: str, **fields: Any) -> None:
+        super().record(event, message_id, **fields)
+        os.write(self._fd, (json.dumps(self._rows[-1]) + "\n").encode())
 
     def close(self) -> None:
         os.close(self._fd)
