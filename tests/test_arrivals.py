@@ -50,3 +50,14 @@ def test_replay_refuses_a_bad_file(tmp_path: Path, text: str, message: str) -> N
 def test_rates_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="rate_per_s must be > 0"):
         arrivals.poisson(0, 1)
+
+
+def test_the_shipped_workload_replays() -> None:
+    path = Path(__file__).parent.parent / "data" / "workloads" / "spiky_10s.csv"
+    times = arrivals.replay(path)
+    assert times[0] == 0.0
+    assert np.all(np.diff(times) >= 0)
+    assert 9 < times[-1] <= 10
+    in_burst = ((times >= 1.5) & (times < 2.0)).sum()
+    calm = ((times >= 0.5) & (times < 1.0)).sum()
+    assert in_burst > 3 * calm

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from queuelab.errors import ConfigError
 from queuelab.experiments.result import ExperimentResult
 from queuelab.experiments.runner import run_async, simulated
 from queuelab.experiments.spec import ExperimentSpec, Fault, FaultKind, Workload
@@ -116,7 +117,7 @@ async def test_a_redis_restart_without_persistence_loses_the_backlog_and_says_so
         workload=Workload("constant", rate_per_s=150, duration_s=2),
         consumers=1,
         task_s=0.02,  # 50 a second: a backlog builds before the restart
-        faults=(Fault(FaultKind.RESTART_BROKER, at_s=1.5),),
+        faults=(Fault(FaultKind.RESTART_BROKER, after_messages=200),),
         seed=4,
     )
     result = await run_async(spec)
@@ -126,3 +127,10 @@ async def test_a_redis_restart_without_persistence_loses_the_backlog_and_says_so
     assert len(verdict.lost) > 20
     assert verdict.processed + len(verdict.lost) == verdict.confirmed
     assert "private" in result.meta["broker"]
+
+
+def test_a_fault_needs_exactly_one_trigger() -> None:
+    with pytest.raises(ConfigError, match="exactly one of"):
+        Fault(FaultKind.RESTART_BROKER)
+    with pytest.raises(ConfigError, match="exactly one of"):
+        Fault(FaultKind.RESTART_BROKER, at_s=1.0, after_messages=5)

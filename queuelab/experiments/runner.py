@@ -108,6 +108,8 @@ class _Real:
     ledger: Ledger = field(default_factory=Ledger)
     depth: list[tuple[float, int]] = field(default_factory=list)
     stopping: bool = False
+    published: int = 0  # messages handed to the producer so far
+    progress_made: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def run(self) -> ExperimentResult:
         spec = self.spec
@@ -340,6 +342,9 @@ class _Real:
                 await slots.acquire()
                 envelope = codec.new({"n": seq}, seq, message_id=f"m{seq}")
                 group.create_task(one(send, envelope))
+                async with self.progress_made:
+                    self.published += 1
+                    self.progress_made.notify_all()
         bar.close()
 
     @contextlib.asynccontextmanager
@@ -363,7 +368,12 @@ class _Real:
             await client.aclose()
 
     async def _fire(self, fault: Fault) -> None:
-        await asyncio.sleep(max(0.0, self.t0 + fault.at_s - time.monotonic()))
+        if fault.at_s is not None:
+            await asyncio.sleep(max(0.0, self.t0 + fault.at_s - time.monotonic()))
+        async with self.progress_made:
+            await self.progress_made.wait_for(
+                lambda: self.published >= (fault.after_messages or 0)
+            )
         server = self.broker.server
         if server is None:
             raise ConfigError("broker faults need a private broker")

@@ -74,15 +74,19 @@ class Workload:
 
 @dataclass(frozen=True)
 class Fault:
-    """A broker-side fault at ``at_s`` seconds after the first publish."""
+    """A broker-side fault, ``at_s`` seconds after the first publish or once
+    ``after_messages`` messages have been published (give one of the two)."""
 
     kind: FaultKind
-    at_s: float
+    at_s: float | None = None
+    after_messages: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", FaultKind(self.kind))
-        if self.at_s < 0:
-            raise ConfigError(f"fault time must be >= 0, got {self.at_s}")
+        if (self.at_s is None) == (self.after_messages is None):
+            raise ConfigError("a fault needs exactly one of at_s and after_messages")
+        if (self.at_s or 0) < 0 or (self.after_messages or 0) < 0:
+            raise ConfigError("fault time and message count must be >= 0")
 
 
 @dataclass(frozen=True)
