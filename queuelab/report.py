@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
+from traitlets.config import Config
 
 from queuelab.errors import NotebookError
 
@@ -150,12 +150,11 @@ def _run_one(
     # The kernel talks over Unix sockets in a private folder: nothing listens
     # on TCP, and the kernel has no "running over TCP without encryption" to say.
     sockets = tempfile.TemporaryDirectory(prefix="queuelab-kernel-")
-    kernel = KernelManager(
-        kernel_name="python3", transport="ipc", ip=str(Path(sockets.name) / "kernel")
-    )
+    ipc = {"transport": "ipc", "ip": str(Path(sockets.name) / "kernel")}
     client = NotebookClient(
         notebook,
-        km=kernel,
+        config=Config({"KernelManager": ipc}),
+        kernel_name="python3",
         timeout=cell_timeout_s,
         resources={"metadata": {"path": str(path.parent)}},
         on_cell_executed=lambda **_: _tick(executed, bar),
@@ -174,8 +173,6 @@ def _run_one(
         log.debug("notebook %s failed", path.name, exc_info=True)
     finally:
         bar.close()
-        if kernel.has_kernel:  # nbclient leaves a kernel it was handed running
-            kernel.shutdown_kernel()
         sockets.cleanup()
     seconds = time.monotonic() - started
 
