@@ -206,8 +206,10 @@ def _describe_failure(
 def _save_figures(
     notebook: nbformat.NotebookNode, folder: Path, stem: str
 ) -> list[Path]:
+    """Every PNG output, named by code cell number, as failures count cells."""
     saved: list[Path] = []
-    for cell_no, cell in enumerate(notebook.cells, start=1):
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    for cell_no, cell in enumerate(code_cells, start=1):
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             if "image/png" not in data:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from queuelab import cli
 from queuelab.report import find_notebooks, run_notebooks, write_index
@@ -97,3 +97,19 @@ def test_index_lists_each_notebook_with_status_time_and_figures(tmp_path: Path) 
     for expected in ("a.ipynb", "1.2 s", "figures/a-cell01-1.png", "b failed"):
         assert expected in page
     assert "1 of 2 notebooks ran without error" in page
+
+
+def test_figures_are_named_by_code_cell_like_failures(tmp_path: Path) -> None:
+    path = tmp_path / "07_fig.ipynb"
+    cells = [
+        new_markdown_cell("# A title, not counted"),
+        new_code_cell("import matplotlib.pyplot as plt"),
+        new_markdown_cell("Some prose."),
+        new_code_cell(
+            "plt.plot([1, 2], [3, 4]); plt.xlabel('x (s)'); plt.ylabel('y (m)')"
+        ),
+    ]
+    nbformat.write(new_notebook(cells=cells), path)
+    [run] = run_notebooks([path], tmp_path / "out", progress=False)
+    assert run.ok, run.error
+    assert [f.name for f in run.figures] == ["07_fig-cell02-1.png"]
