@@ -16,13 +16,14 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, Self
 
 import redis.asyncio
 
 from queuelab.envelope import Envelope
 from queuelab.errors import EnvelopeError
 from queuelab.ledger import Event, Ledger
+from queuelab.redisq.blocking import BlockingConnection
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +114,33 @@ async def consume(
             continue
         ledger.record(Event.PROCESSED, envelope.id, worker=worker, attempt=attempt)
         await queue.done(envelope)
+
+
+class RedisQueue:
+    """What the Redis queues share: a key, a dead-letter list beside it
+    (``<name>:dead``), and a connection of their own for blocking reads."""
+
+    def __init__(self, client: "redis.asyncio.Redis", name: str) -> None:
+        self.client = client
+        self.name = name
+        self.dead_name = f"{name}:dead"
+        self._blocking: BlockingConnection | None = None
+
+    async def dead_letters(self) -> list[dict[str, str]]:
+        """What was dead-lettered, oldest first, as {reason, data} dicts."""
+        return await read_dead(self.client, self.dead_name)
+
+    async def delete(self) -> None:
+        await self.client.delete(self.name, self.dead_name)
+
+    async def close(self) -> None:
+        """Close the blocking connection; the client passed in stays open."""
+        if self._blocking is not None:
+            await self._blocking.close()
+            self._blocking = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

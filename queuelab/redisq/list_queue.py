@@ -26,19 +26,13 @@ from queuelab import envelope as codec
 from queuelab.envelope import Envelope
 from queuelab.errors import EnvelopeError
 from queuelab.redisq.blocking import BlockingConnection
-from queuelab.redisq.consumer import Outcome, dead_record, read_dead
+from queuelab.redisq.consumer import Outcome, RedisQueue, dead_record
 
 log = logging.getLogger(__name__)
 
 
-class ListQueue:
+class ListQueue(RedisQueue):
     """The seed's LPUSH/BRPOP queue over one Redis key (at-most-once)."""
-
-    def __init__(self, client: "redis.asyncio.Redis", name: str) -> None:
-        self.client = client
-        self.name = name
-        self.dead_name = f"{name}:dead"
-        self._blocking: BlockingConnection | None = None
 
     async def push(self, envelope: Envelope) -> None:
         await self.client.lpush(self.name, codec.encode(envelope))
@@ -77,22 +71,3 @@ class ListQueue:
 
     async def length(self) -> int:
         return int(await self.client.llen(self.name))
-
-    async def dead_letters(self) -> list[dict[str, str]]:
-        """What was dead-lettered, oldest first, as {reason, data} dicts."""
-        return await read_dead(self.client, self.dead_name)
-
-    async def delete(self) -> None:
-        await self.client.delete(self.name, self.dead_name)
-
-    async def close(self) -> None:
-        """Close the blocking connection; the client passed in stays open."""
-        if self._blocking is not None:
-            await self._blocking.close()
-            self._blocking = None
-
-    async def __aenter__(self) -> "ListQueue":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

@@ -36,7 +36,7 @@ from queuelab import envelope as codec
 from queuelab.envelope import Envelope
 from queuelab.errors import ConfigError, EnvelopeError
 from queuelab.redisq.blocking import BlockingConnection
-from queuelab.redisq.consumer import Outcome, as_bytes, dead_record, read_dead
+from queuelab.redisq.consumer import Outcome, RedisQueue, as_bytes, dead_record
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ return 0
 """
 
 
-class ReliableListQueue:
+class ReliableListQueue(RedisQueue):
     """BLMOVE into a per-worker processing list; at-least-once with a reaper."""
 
     def __init__(
@@ -83,18 +83,15 @@ class ReliableListQueue:
             )
         if max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
-        self.client = client
-        self.name = name
+        super().__init__(client, name)
         self.worker = worker or f"worker-{uuid.uuid4().hex[:8]}"
         self.visibility_timeout_s = visibility_timeout_s
         self.max_attempts = max_attempts
-        self.dead_name = f"{name}:dead"
         self.workers_name = f"{name}:workers"
         self.processing_name = self._processing(self.worker)
         self.lease_name = self._lease(self.worker)
         self._take = client.register_script(_TAKE)
         self._move = client.register_script(_MOVE)
-        self._blocking: BlockingConnection | None = None
         self._fake = _is_fakeredis(client)
         self._held: dict[str, bytes] = {}  # message id -> the bytes in processing
         self._recovered = False
@@ -287,10 +284,6 @@ class ReliableListQueue:
             total += int(await self.client.llen(self._processing(worker)))
         return total
 
-    async def dead_letters(self) -> list[dict[str, str]]:
-        """What was dead-lettered, oldest first, as {reason, data} dicts."""
-        return await read_dead(self.client, self.dead_name)
-
     async def delete(self) -> None:
         """Delete the queue, its dead letters and every worker's lists and lease."""
         keys = [self.name, self.dead_name, self.workers_name]
@@ -305,20 +298,12 @@ class ReliableListQueue:
         With ``release=False`` the lease and the name stay, as a crashed
         worker leaves them: what it holds is reaped once the lease expires.
         """
-        if self._blocking is not None:
-            await self._blocking.close()
-            self._blocking = None
+        await super().close()
         if not release:
             return
         if not await self.client.llen(self.processing_name):
             await self.client.srem(self.workers_name, self.worker)
         await self.client.delete(self.lease_name)
-
-    async def __aenter__(self) -> "ReliableListQueue":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 def _is_fakeredis(client: "redis.asyncio.Redis") -> bool:

@@ -39,7 +39,7 @@ from queuelab.envelope import Envelope
 from queuelab.errors import ConfigError, EnvelopeError
 from queuelab.ledger import Event, Ledger
 from queuelab.redisq.blocking import BlockingConnection
-from queuelab.redisq.consumer import Task, dead_record, read_dead
+from queuelab.redisq.consumer import RedisQueue, Task, dead_record
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class StreamQueue:
+class StreamQueue(RedisQueue):
     """One consumer of a consumer group on a stream."""
 
     def __init__(
@@ -81,13 +81,10 @@ class StreamQueue:
     ) -> None:
         if max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
-        self.client = client
-        self.name = stream
+        super().__init__(client, stream)
         self.group = group
         self.consumer = consumer or f"consumer-{uuid.uuid4().hex[:8]}"
         self.max_attempts = max_attempts
-        self.dead_name = f"{stream}:dead"
-        self._blocking: BlockingConnection | None = None
 
     async def ensure_group(self, start_id: str = "0") -> bool:
         """Create the group (and the stream) if missing; True if created now.
@@ -222,25 +219,6 @@ class StreamQueue:
     async def length(self) -> int:
         """Entries in the stream (acknowledged or not: a stream forgets nothing)."""
         return int(await self.client.xlen(self.name))
-
-    async def dead_letters(self) -> list[dict[str, str]]:
-        """What was dead-lettered, oldest first, as {reason, data} dicts."""
-        return await read_dead(self.client, self.dead_name)
-
-    async def delete(self) -> None:
-        await self.client.delete(self.name, self.dead_name)
-
-    async def close(self) -> None:
-        """Close the blocking connection; the client passed in stays open."""
-        if self._blocking is not None:
-            await self._blocking.close()
-            self._blocking = None
-
-    async def __aenter__(self) -> "StreamQueue":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
